@@ -1,0 +1,32 @@
+"""roadie: background jobs that survive crashes, on SQLite or PostgreSQL."""
+
+from roadie.app import App, Task
+from roadie.clock import FrozenClock
+from roadie.context import JobContext
+from roadie.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    LeaseLost,
+    Permanent,
+    RoadieError,
+    Transient,
+    UnknownTask,
+)
+from roadie.jobs import Job
+from roadie.retry import Backoff
+
+__all__ = [
+    "App",
+    "Backoff",
+    "DatabaseUnavailable",
+    "FrozenClock",
+    "InvalidInput",
+    "Job",
+    "JobContext",
+    "LeaseLost",
+    "Permanent",
+    "RoadieError",
+    "Task",
+    "Transient",
+    "UnknownTask",
+]

@@ -1,0 +1,333 @@
+"""The App facade: tasks, enqueueing, the schema, workers; and the Task handle with `.options()`."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from roadie.admin import Admin
+from roadie.backends import open_backend
+from roadie.backends.base import Backend
+from roadie.clock import Clock
+from roadie.config import (
+    DEFAULT_MAX_ARGS_BYTES,
+    MAX_DELAY_SECONDS,
+    check_int,
+    check_max_attempts,
+    check_priority,
+    check_queue,
+    check_task_name,
+    database_url,
+    parse_database_url,
+    parse_duration,
+)
+from roadie.errors import InvalidInput, UnknownTask
+from roadie.jobs import Job, NewJob, encode_args
+from roadie.migrate import migrate
+from roadie.retry import DEFAULT_BACKOFF, Backoff, normalize_retry_on
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    """Per-enqueue choices; None means "the task's default"."""
+
+    queue: str | None = None
+    priority: int | None = None
+    delay: Any = None
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A registered task. Call `.enqueue(**args)`, or `.options(...)` first to override defaults."""
+
+    app: App
+    fn: Callable[..., Any]
+    name: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout: float | None
+    retry_on: Mapping[type[BaseException], Backoff | None]
+    backoff: Backoff
+    overrides: EnqueueOptions = EnqueueOptions()
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def options(
+        self,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Any = None,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> Task:
+        """The same task with other defaults for the jobs it enqueues."""
+        given = {
+            "queue": queue,
+            "priority": priority,
+            "delay": delay,
+            "run_at": run_at,
+            "idempotency_key": idempotency_key,
+            "max_attempts": max_attempts,
+        }
+        merged = replace(self.overrides, **{k: v for k, v in given.items() if v is not None})
+        self.app.new_job(self, {}, merged)  # validate now, not at enqueue
+        return replace(self, overrides=merged)
+
+    def enqueue(self, **args: Any) -> Job:
+        """Insert one job; returns its snapshot (the existing job for a taken idempotency key)."""
+        return self.app.insert([self.app.new_job(self, args, self.overrides)])[0]
+
+    def enqueue_many(self, args_list: Iterable[Mapping[str, Any]]) -> list[Job]:
+        """Insert many jobs in one statement, all or nothing; returns them in input order."""
+        if self.overrides.idempotency_key is not None:
+            raise InvalidInput("enqueue_many takes no idempotency_key: a key names one job")
+        if isinstance(args_list, Mapping | str | bytes):
+            raise InvalidInput("enqueue_many takes a list of argument objects")
+        new_jobs = [self.app.new_job(self, dict(args), self.overrides) for args in args_list]
+        return self.app.insert(new_jobs) if new_jobs else []
+
+    def __call__(self, ctx: Any, **args: Any) -> Any:
+        """Run the function directly, as the worker would (for tests)."""
+        return self.fn(ctx, **args)
+
+
+class App:
+    """A roadie application: its tasks and its database. `with App(...) as app:` closes it."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        lease: Any = "30s",
+        max_args_bytes: int = DEFAULT_MAX_ARGS_BYTES,
+        retry_on: Any = (),
+        clock: Clock | None = None,
+        pool_size: int = 10,
+    ) -> None:
+        self.database_url = _database_url_or_default(database_url)
+        self.lease = parse_duration(lease, "lease")
+        if self.lease < 1:
+            raise InvalidInput(f"bad lease {lease!r}: must be at least 1s")
+        self.max_args_bytes = max_args_bytes
+        self.retry_on = normalize_retry_on(retry_on)
+        self.clock = clock
+        self.pool_size = pool_size
+        self.tasks: dict[str, Task] = {}
+        self._backend: Backend | None = None
+
+    # -- the database ------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = open_backend(self.database_url, self.clock, self.pool_size)
+        return self._backend
+
+    @property
+    def admin(self) -> Admin:
+        return Admin(self.backend)
+
+    def use_database(self, url: str) -> None:
+        """Point the app at another database (the CLI's --database-url wins over the code's)."""
+        parse_database_url(url)
+        self.close()
+        self.database_url = url
+
+    def migrate(self) -> list[int]:
+        """Create or upgrade the schema; idempotent. Returns the versions applied now."""
+        return migrate(self.backend)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: Any = None,
+        retry_on: Any = (),
+        backoff: Backoff | None = None,
+    ) -> Any:
+        """Register a function (sync or async, first parameter `ctx`) as a task."""
+
+        def register(fn: Callable[..., Any]) -> Task:
+            task_name = check_task_name(name or fn.__name__)
+            if task_name in self.tasks:
+                raise InvalidInput(f"task {task_name!r} is registered twice")
+            if backoff is not None and not isinstance(backoff, Backoff):
+                raise InvalidInput(f"bad backoff {backoff!r}: use roadie.Backoff(...)")
+            task = Task(
+                app=self,
+                fn=fn,
+                name=task_name,
+                queue=check_queue(queue),
+                priority=check_priority(priority),
+                max_attempts=check_max_attempts(max_attempts),
+                timeout=parse_duration(timeout, "timeout") if timeout is not None else None,
+                retry_on={**self.retry_on, **normalize_retry_on(retry_on)},
+                backoff=backoff or DEFAULT_BACKOFF,
+            )
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, name: str) -> Task:
+        task = self.tasks.get(name) if isinstance(name, str) else None
+        if task is None:
+            raise UnknownTask(f"unknown task {name!r}")
+        return task
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        task_name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: Any = None,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> Job:
+        """Enqueue a registered task by name."""
+        task = self.get_task(task_name).options(
+            queue=queue,
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+        )
+        if args is not None and not isinstance(args, Mapping):
+            raise InvalidInput(f"arguments must be a JSON object, not {type(args).__name__}")
+        return task.enqueue(**dict(args or {}))
+
+    def get_job(self, job_id: int) -> Job | None:
+        return self.backend.job_get(job_id)
+
+    def new_job(self, task: Task, args: dict[str, Any], options: EnqueueOptions) -> NewJob:
+        """Validate one job's arguments and options; raises InvalidInput, writes nothing."""
+        delay = parse_duration(options.delay, "delay") if options.delay is not None else 0.0
+        if delay > MAX_DELAY_SECONDS:
+            raise InvalidInput(f"bad delay {options.delay!r}: at most 10 years")
+        key = options.idempotency_key
+        if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 255):
+            raise InvalidInput(f"bad idempotency_key {key!r}: must be text of 1-255 characters")
+        return NewJob(
+            queue=check_queue(options.queue or task.queue),
+            task=task.name,
+            args_json=encode_args(args, self.max_args_bytes),
+            priority=check_priority(
+                task.priority if options.priority is None else options.priority
+            ),
+            max_attempts=check_max_attempts(options.max_attempts or task.max_attempts),
+            delay=delay,
+            run_at=_check_run_at(options.run_at),
+            idempotency_key=key,
+            timeout=task.timeout,
+        )
+
+    def insert(self, jobs: list[NewJob]) -> list[Job]:
+        return self.backend.job_insert(jobs)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def run_worker(
+        self,
+        queues: Iterable[str] | None = None,
+        *,
+        concurrency: int = 4,
+        processes: int = 1,
+        burst: bool = False,
+        lease: Any = None,
+        grace: Any = "30s",
+        poll_interval: Any = "500ms",
+        sweep_interval: Any = "5s",
+    ) -> int:
+        """Run a worker until stopped (SIGTERM) or, with `burst`, until nothing is due.
+
+        `queues` defaults to every queue the registered tasks use. Returns the exit code.
+        """
+        from roadie.worker import Worker
+        from roadie.worker.processes import supervise
+
+        queue_list = [check_queue(q) for q in queues] if queues else self._task_queues()
+        if not queue_list:
+            raise InvalidInput("no queues to serve: register a task or pass queues=[...]")
+        check_int(concurrency, "concurrency", (1, 1000))
+        check_int(processes, "processes", (1, 64))
+        options = {
+            "concurrency": concurrency,
+            "lease": parse_duration(lease, "lease") if lease is not None else self.lease,
+            "burst": burst,
+            "grace": parse_duration(grace, "grace"),
+            "poll_interval": parse_duration(poll_interval, "poll interval"),
+            "sweep_interval": parse_duration(sweep_interval, "sweep interval"),
+        }
+
+        def run_one() -> int:
+            return Worker(self.backend, self.tasks, queue_list, **options).run()
+
+        if processes == 1:
+            return run_one()
+        self.close()  # each child opens its own connections
+
+        def run_child() -> int:
+            code = run_one()
+            self.close()
+            return code
+
+        return supervise(run_child, processes, burst)
+
+    def _task_queues(self) -> list[str]:
+        return sorted({task.queue for task in self.tasks.values()})
+
+
+def _database_url_or_default(url: str | None) -> str:
+    chosen = database_url(url)
+    parse_database_url(chosen)
+    return chosen
+
+
+def _check_run_at(run_at: object) -> datetime | None:
+    if run_at is None:
+        return None
+    if not isinstance(run_at, datetime):
+        raise InvalidInput(f"bad run_at {run_at!r}: must be a datetime")
+    if run_at.tzinfo is None:
+        raise InvalidInput(f"bad run_at {run_at.isoformat()}: must be timezone-aware")
+    now = datetime.now(UTC)
+    if (run_at - now).total_seconds() > MAX_DELAY_SECONDS:
+        raise InvalidInput(f"bad run_at {run_at.isoformat()}: at most 10 years ahead")
+    return run_at.astimezone(UTC)

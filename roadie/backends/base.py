@@ -1,0 +1,235 @@
+"""The Backend protocol: one method per storage operation, noun first, one SQL file each.
+
+Each dialect keeps its statements in `queries/<operation>.sql` under the same names, and its
+migrations in `migrations/NNNN_name.sql` under the same numbers. Nothing outside `backends/`
+touches SQL or a driver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any, Protocol
+
+from roadie.jobs import Fence, Job, NewJob
+
+# The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
+JOB_COLUMNS = (
+    "id", "queue", "task", "args", "priority", "state", "attempt", "max_attempts", "lost_count",
+    "created_at", "run_at", "started_at", "finished_at", "result", "error", "failure", "progress",
+    "parent_id", "locked_by", "lock_expires_at", "idempotency_key", "timeout", "attempts",
+)  # fmt: skip
+WORKER_COLUMNS = (
+    "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "stopped_at",
+)  # fmt: skip
+SCHEMA = {"roadie_jobs": JOB_COLUMNS, "roadie_workers": WORKER_COLUMNS}
+
+QUERY_NAMES = frozenset(
+    {
+        "job_insert",
+        "job_get",
+        "job_get_by_idempotency_key",
+        "job_list",
+        "job_claim",
+        "job_complete",
+        "job_retry",
+        "job_fail",
+        "job_progress",
+        "job_list_timed_out",
+        "lease_renew",
+        "lease_reap",
+        "worker_heartbeat",
+        "worker_stop",
+        "worker_list",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_queries(package: str) -> dict[str, str]:
+    """Every `queries/*.sql` of a dialect; refuses a dialect that lacks or adds a name."""
+    folder = resources.files(package).joinpath("queries")
+    queries = {
+        entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    }
+    if set(queries) != QUERY_NAMES:
+        missing = sorted(QUERY_NAMES - set(queries))
+        extra = sorted(set(queries) - QUERY_NAMES)
+        raise RuntimeError(f"{package}: queries missing {missing}, unexpected {extra}")
+    return queries
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """The numbered `migrations/NNNN_name.sql` files of a dialect, in order."""
+    folder = resources.files(package).joinpath("migrations")
+    migrations = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, rest = entry.name.partition("_")
+            migrations.append(
+                Migration(int(number), rest.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+            )
+    return sorted(migrations, key=lambda m: m.version)
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Filters of a job listing; None means "any"."""
+
+    state: str | None = None
+    queue: str | None = None
+    task: str | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    started_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+
+@dataclass
+class Transaction:
+    """An open transaction on a connection of roadie's database, handed to `ctx.transaction()`."""
+
+    connection: Any
+    commit: Callable[[], None]
+    rollback: Callable[[], None]
+    finished: bool = field(default=False)
+
+
+class Backend(Protocol):
+    """Everything roadie asks of a storage engine. Times come from the database unless frozen."""
+
+    dialect: str
+
+    def close(self) -> None: ...
+    def migrations(self) -> list[Migration]: ...
+    def migration_versions(self) -> set[int]: ...
+    def migration_apply(self, migration: Migration) -> bool: ...
+    def schema_columns(self) -> dict[str, tuple[str, ...]]: ...
+
+    def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]: ...
+    def job_get(self, job_id: int) -> Job | None: ...
+    def job_list(self, query: JobQuery) -> list[Job]: ...
+    def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]: ...
+    def job_complete(
+        self, fence: Fence, result_json: str, tx: Transaction | None = None
+    ) -> bool: ...
+    def job_retry(
+        self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
+    ) -> bool: ...
+    def job_fail(
+        self, fence: Fence, failure: str, outcome: str, error: str | None, traceback: str | None
+    ) -> bool: ...
+    def job_progress(self, fence: Fence, progress_json: str) -> bool: ...
+    def job_list_timed_out(self) -> list[Job]: ...
+
+    def lease_renew(
+        self, worker_id: str, fences: Sequence[Fence], lease: float
+    ) -> set[tuple[int, int]]: ...
+    def lease_reap(self, max_lost: int) -> list[Job]: ...
+
+    def worker_heartbeat(self, info: WorkerInfo) -> None: ...
+    def worker_stop(self, worker_id: str) -> None: ...
+    def worker_list(self) -> list[WorkerInfo]: ...
+
+    def transaction_begin(self) -> Transaction: ...
+    def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool: ...
+
+
+def row_to_job(row: Mapping[str, Any], to_time: Callable[[Any], datetime | None]) -> Job:
+    """A job row of either dialect as a Job; `to_time` reads that dialect's timestamps."""
+
+    def decode(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    attempts = decode(row["attempts"]) or []
+    for record in attempts:
+        for key in ("started_at", "finished_at"):
+            record[key] = to_time(record.get(key))
+    return Job(
+        id=row["id"],
+        queue=row["queue"],
+        task=row["task"],
+        args=decode(row["args"]),
+        priority=row["priority"],
+        state=row["state"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        created_at=to_time(row["created_at"]),  # type: ignore[arg-type]
+        run_at=to_time(row["run_at"]),  # type: ignore[arg-type]
+        started_at=to_time(row["started_at"]),
+        finished_at=to_time(row["finished_at"]),
+        result=decode(row["result"]),
+        error=row["error"],
+        failure=row["failure"],
+        progress=decode(row["progress"]),
+        parent_id=row["parent_id"],
+        locked_by=row["locked_by"],
+        lock_expires_at=to_time(row["lock_expires_at"]),
+        idempotency_key=row["idempotency_key"],
+        timeout=row["timeout"],
+        attempts=attempts,
+    )
+
+
+def order_inserted(
+    jobs: Sequence[NewJob], inserted: list[Job], existing: Callable[[str], Job | None]
+) -> list[Job]:
+    """The inserted (or, for a taken idempotency key, the existing) job of each input, in order.
+
+    Rows come back in id order, which is input order; a job whose key was taken was not
+    inserted, so it is looked up by its key instead.
+    """
+    by_key = {job.idempotency_key: job for job in inserted if job.idempotency_key}
+    unkeyed = iter(sorted((job for job in inserted if not job.idempotency_key), key=lambda j: j.id))
+    result = []
+    for new in jobs:
+        if new.idempotency_key is None:
+            result.append(next(unkeyed))
+            continue
+        job = by_key.get(new.idempotency_key) or existing(new.idempotency_key)
+        if job is None:
+            raise RuntimeError(f"job with idempotency key {new.idempotency_key!r} vanished")
+        by_key[new.idempotency_key] = job
+        result.append(job)
+    return result
+
+
+def encode_batch(jobs: Sequence[NewJob], encode_time: Callable[[datetime], Any]) -> str:
+    """New jobs as the JSON array `job_insert` reads; `encode_time` writes an absolute run_at."""
+    return json.dumps(
+        [
+            {
+                "queue": job.queue,
+                "task": job.task,
+                "args": job.args_json,
+                "priority": job.priority,
+                "max_attempts": job.max_attempts,
+                "delay": job.delay,
+                "run_at": encode_time(job.run_at) if job.run_at else None,
+                "idempotency_key": job.idempotency_key,
+                "timeout": job.timeout,
+                "parent_id": job.parent_id,
+            }
+            for job in jobs
+        ]
+    )

@@ -1,0 +1,19 @@
+-- Jobs whose lease ran out return to the queue ("worker lost"), or fail after %(max_lost)s losses
+-- or when no attempt is left. Two reapers racing take each job once: the row is re-checked.
+UPDATE roadie_jobs
+SET state = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
+                 THEN 'failed' ELSE 'pending' END,
+    failure = CASE WHEN lost_count + 1 >= %(max_lost)s THEN 'lost'
+                   WHEN attempt >= max_attempts THEN 'exhausted' END,
+    finished_at = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
+                       THEN coalesce(%(now)s::timestamptz, now()) END,
+    run_at = coalesce(%(now)s::timestamptz, now()),
+    lost_count = lost_count + 1,
+    error = 'worker lost',
+    locked_by = NULL,
+    lock_expires_at = NULL,
+    attempts = attempts || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'worker', locked_by, 'started_at', started_at,
+        'finished_at', coalesce(%(now)s::timestamptz, now()), 'outcome', 'lost'::text, 'error', 'worker lost'::text, 'traceback', NULL::text))
+WHERE state = 'running' AND lock_expires_at < coalesce(%(now)s::timestamptz, now())
+RETURNING *

@@ -1,0 +1,14 @@
+-- Fenced: failed for good, with :failure saying why.
+UPDATE roadie_jobs
+SET state = 'failed',
+    failure = :failure,
+    error = :error,
+    finished_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
+    locked_by = NULL,
+    lock_expires_at = NULL,
+    attempts = json_insert(attempts, '$[#]', json_object(
+        'attempt', attempt, 'worker', locked_by,
+        'started_at', strftime('%Y-%m-%dT%H:%M:%fZ', started_at, 'unixepoch'),
+        'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(:now, (julianday('now') - 2440587.5) * 86400.0), 'unixepoch'),
+        'outcome', :outcome, 'error', :error, 'traceback', :traceback))
+WHERE id = :id AND state = 'running' AND attempt = :attempt AND locked_by = :worker_id

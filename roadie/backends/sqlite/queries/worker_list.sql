@@ -1,0 +1,1 @@
+SELECT * FROM roadie_workers ORDER BY started_at DESC

@@ -1,0 +1,94 @@
+"""roadie migrate, roadie worker, roadie demo."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from roadie.cli.common import app_options, load_app
+from roadie.config import check_queue
+
+
+@click.command("migrate")
+@app_options
+def migrate_command(app_spec: str | None, database_url: str | None) -> int:
+    """Create or upgrade roadie's tables (idempotent; safe when run concurrently)."""
+    with load_app(app_spec, database_url) as app:
+        applied = app.migrate()
+        where = app.database_url
+    if applied:
+        click.echo(f"applied migrations {', '.join(f'{v:04d}' for v in applied)} to {where}")
+    else:
+        click.echo(f"schema up to date at {where}")
+    return 0
+
+
+@click.command("worker")
+@click.option(
+    "--queues",
+    default=None,
+    help="Comma-separated queues (default: every queue of the app's tasks).",
+)
+@click.option("--concurrency", type=click.IntRange(1, 1000), default=4, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option(
+    "--burst", is_flag=True, help="Exit once nothing is due and the jobs in hand are done."
+)
+@click.option(
+    "--lease", default=None, metavar="DURATION", help="Lease length (default: the app's, 30s)."
+)
+@click.option(
+    "--grace",
+    default="30s",
+    show_default=True,
+    metavar="DURATION",
+    help="Time in-flight jobs get on SIGTERM.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@app_options
+def worker_command(
+    queues: str | None,
+    concurrency: int,
+    processes: int,
+    burst: bool,
+    lease: str | None,
+    grace: str,
+    log_level: str,
+    app_spec: str | None,
+    database_url: str | None,
+) -> int:
+    """Run jobs of the app's tasks from the given queues."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    queue_list = [check_queue(q.strip()) for q in queues.split(",")] if queues else None
+    app = load_app(app_spec, database_url, required=True)
+    try:
+        return app.run_worker(
+            queue_list,
+            concurrency=concurrency,
+            processes=processes,
+            burst=burst,
+            lease=lease,
+            grace=grace,
+        )
+    finally:
+        app.close()
+
+
+@click.command("demo")
+@click.option("--small", is_flag=True, help="A small day, for tests and quick looks.")
+@click.option(
+    "--database-url", default=None, metavar="URL", help="Default: sqlite:///roadie-demo.db"
+)
+def demo_command(small: bool, database_url: str | None) -> int:
+    """Run the platform's workload on the five queues and print a summary."""
+    from roadie.demo import run_demo
+
+    return run_demo(database_url or "sqlite:///roadie-demo.db", small=small)

@@ -1,0 +1,96 @@
+"""Validation of everything a user hands roadie: URLs, durations, names, priorities. Pure."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from roadie.errors import InvalidInput
+
+DEFAULT_DATABASE_URL = "sqlite:///roadie.db"
+QUEUE_NAME = re.compile(r"[a-z0-9_.-]{1,64}")
+TASK_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+PRIORITY_RANGE = (-1000, 1000)
+MAX_ATTEMPTS_RANGE = (1, 1000)
+MAX_DELAY_SECONDS = 10 * 365 * 86400
+DEFAULT_MAX_ARGS_BYTES = 256 * 1024
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object, what: str = "duration") -> float:
+    """Seconds from "500ms"/"30s"/"15m"/"2h"/"7d", a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise InvalidInput(f"bad {what} {value!r}: use e.g. 500ms, 30s, 15m, 2h, 7d")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise InvalidInput(f"bad {what} {value!r}: use e.g. 500ms, 30s, 15m, 2h, 7d")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInput(f"bad {what} {value!r}: must be a finite, non-negative duration")
+    return seconds
+
+
+def check_queue(name: object) -> str:
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
+        raise InvalidInput(f"invalid queue name {name!r}: use 1-64 characters of a-z 0-9 _ . -")
+    return name
+
+
+def check_task_name(name: object) -> str:
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"invalid task name {name!r}: use 1-128 characters of A-Z a-z 0-9 _ . : -"
+        )
+    return name
+
+
+def check_int(value: object, what: str, bounds: tuple[int, int]) -> int:
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"bad {what} {value!r}: must be an integer from {low} to {high}")
+    return value
+
+
+def check_priority(value: object) -> int:
+    return check_int(value, "priority", PRIORITY_RANGE)
+
+
+def check_max_attempts(value: object) -> int:
+    return check_int(value, "max_attempts", MAX_ATTEMPTS_RANGE)
+
+
+def database_url(url: str | None) -> str:
+    """The URL to use: the one given, else ROADIE_DATABASE_URL, else the embedded default."""
+    return url or os.environ.get("ROADIE_DATABASE_URL") or DEFAULT_DATABASE_URL
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    scheme: str  # "sqlite" or "postgresql"
+    url: str  # the URL as given (PostgreSQL) or the file path (SQLite)
+
+
+def parse_database_url(url: object) -> DatabaseURL:
+    """Which engine a URL names; refuses anything else with a one-line reason."""
+    if not isinstance(url, str) or not url:
+        raise InvalidInput(f"malformed database URL {url!r}")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+        if not path or "?" in path:
+            raise InvalidInput(f"malformed database URL {url!r}: use sqlite:///path/to/file.db")
+        return DatabaseURL("sqlite", path)
+    if url.startswith(("postgresql://", "postgres://")):
+        if url.count("://") != 1 or len(url.split("://", 1)[1]) == 0:
+            raise InvalidInput(f"malformed database URL {url!r}")
+        return DatabaseURL("postgresql", url)
+    raise InvalidInput(
+        f"malformed database URL {url!r}: use sqlite:///file.db or postgresql://user@host/db"
+    )

@@ -1,0 +1,126 @@
+"""The Job snapshot, its states and outcomes, and the JSON rules for what a job carries. Pure."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from roadie.errors import InvalidInput
+
+PENDING, RUNNING, WAITING = "pending", "running", "waiting"
+COMPLETE, FAILED, CANCELLED = "complete", "failed", "cancelled"
+STATES = (PENDING, RUNNING, WAITING, COMPLETE, FAILED, CANCELLED)
+TERMINAL_STATES = (COMPLETE, FAILED, CANCELLED)
+
+# Attempt outcomes and failure kinds (DESIGN.md, "Details users and scripts rely on").
+OUTCOMES = ("complete", "failed", "retry", "lost", "expired", "cancelled")
+FAILURES = ("permanent", "exhausted", "expired", "lost", "child_failed")
+MAX_LOST_ATTEMPTS = 3
+MAX_ERROR_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job row; reading it again gives a newer snapshot."""
+
+    id: int
+    queue: str
+    task: str
+    args: dict[str, Any]
+    priority: int
+    state: str
+    attempt: int
+    max_attempts: int
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any
+    error: str | None
+    failure: str | None
+    progress: dict[str, Any] | None
+    parent_id: int | None
+    locked_by: str | None
+    lock_expires_at: datetime | None
+    idempotency_key: str | None
+    timeout: float | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of `--json` output: timestamps as ISO 8601 with an offset."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job about to be inserted; `args` is already serialized JSON."""
+
+    queue: str
+    task: str
+    args_json: str
+    priority: int
+    max_attempts: int
+    delay: float  # seconds after the database's now; 0 for due at once
+    run_at: datetime | None  # an absolute time; wins over delay
+    idempotency_key: str | None
+    timeout: float | None
+    parent_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a worker owns: every write about a running job must match all three."""
+
+    job_id: int
+    attempt: int
+    worker_id: str
+
+
+def encode_json(value: Any, what: str) -> str:
+    """Serialize as strict JSON (no NaN, no pickling, no lone surrogates) or refuse."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except ValueError:
+        raise InvalidInput(f"{what} hold NaN or Infinity, which JSON does not allow") from None
+    except TypeError as exc:
+        raise InvalidInput(f"{what} are not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} are nested too deeply to be JSON") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} hold a lone surrogate, which is not valid Unicode") from None
+    return text
+
+
+def encode_args(args: Any, limit: int) -> str:
+    """Arguments are a JSON object of keyword arguments, at most `limit` UTF-8 bytes."""
+    if not isinstance(args, dict):
+        raise InvalidInput(
+            f"arguments must be a JSON object of keyword arguments, not {type(args).__name__}"
+        )
+    bad_keys = [key for key in args if not isinstance(key, str)]
+    if bad_keys:
+        raise InvalidInput(f"argument names must be strings, not {bad_keys[0]!r}")
+    text = encode_json(args, "arguments")
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise InvalidInput(f"arguments are {size} bytes, over the limit of {limit} bytes")
+    return text
+
+
+def clean_text(text: str | None, limit: int = MAX_ERROR_BYTES) -> str | None:
+    """Errors and tracebacks as storable text: valid UTF-8, no NUL, truncated to `limit` bytes."""
+    if text is None:
+        return None
+    data = text.replace("\x00", "\ufffd").encode("utf-8", "replace")
+    if len(data) > limit:
+        marker = b"\n... [truncated]"
+        data = data[: limit - len(marker)] + marker
+    return data.decode("utf-8", "ignore")

@@ -1,0 +1,89 @@
+"""Background upkeep every worker runs: the lease reaper and the timeout expirer.
+
+Each runs as `run_once()` (what tests call) inside a small loop with `start()`/`stop()`. Every
+worker runs one, so upkeep never depends on a special node; their writes are fenced or
+re-checked row by row, so several running at once change each job once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from roadie.backends.base import Backend
+from roadie.errors import DatabaseUnavailable
+from roadie.jobs import MAX_LOST_ATTEMPTS, Fence, Job
+from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
+
+log = logging.getLogger("roadie")
+
+
+def settle_failure(
+    backend: Backend,
+    fence: Fence,
+    decision: Decision,
+    outcome: str,
+    error: str | None,
+    traceback: str | None = None,
+) -> bool:
+    """Write a failed attempt's fate, fenced: back to pending after a delay, or failed for good."""
+    if decision.retry:
+        return backend.job_retry(fence, decision.delay, outcome, error, traceback)
+    return backend.job_fail(fence, decision.failure or "permanent", outcome, error, traceback)
+
+
+def expire_job(backend: Backend, job: Job, backoff: Any = DEFAULT_BACKOFF) -> bool:
+    """End a running job's attempt as `expired` (timeout or admin), retrying it or failing it."""
+    fence = Fence(job.id, job.attempt, job.locked_by or "")
+    decision = decide_expiry(job.attempt, job.max_attempts, backoff)
+    error = f"timed out after {job.timeout:g}s" if job.timeout else "expired"
+    return settle_failure(backend, fence, decision, "expired", error)
+
+
+class Maintenance:
+    """The reaper of expired leases and the expirer of jobs past their task's timeout."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        interval: float = 5.0,
+        backoff_for: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.interval = interval
+        self._backoff_for = backoff_for or (lambda task: DEFAULT_BACKOFF)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> Mapping[str, list[Job]]:
+        """Reap expired leases and expire timed-out jobs once; returns what each touched."""
+        reaped = self.backend.lease_reap(MAX_LOST_ATTEMPTS)
+        for job in reaped:
+            log.warning("job %s attempt %s: worker lost, now %s", job.id, job.attempt, job.state)
+        expired = [
+            job
+            for job in self.backend.job_list_timed_out()
+            if expire_job(self.backend, job, self._backoff_for(job.task))
+        ]
+        for job in expired:
+            log.warning("job %s attempt %s: expired after %gs", job.id, job.attempt, job.timeout)
+        return {"reaped": reaped, "expired": expired}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="roadie-maintenance", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval * random.uniform(0.8, 1.2)):
+            try:
+                self.run_once()
+            except DatabaseUnavailable as exc:
+                log.warning("maintenance skipped: %s", exc)

@@ -1,0 +1,398 @@
+"""The worker: claims due jobs in batches under a lease, runs them, and records each outcome once.
+
+Threads of one worker process:
+- the claim loop (the caller's thread): fair batched claims, timeouts, graceful stop;
+- the heartbeat: registers the worker, renews the leases of the jobs in hand, and gives a job
+  up itself when its lease could not be renewed for most of its length;
+- the waker: blocks on the database's wake-up (NOTIFY, or SQLite's data_version) for new jobs;
+- maintenance: the lease reaper and timeout expirer that every worker runs;
+- the job threads and, for `async def` tasks, one event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from roadie.backends.base import Backend, WorkerInfo
+from roadie.errors import DatabaseUnavailable
+from roadie.jobs import Job
+from roadie.maintenance import Maintenance, settle_failure
+from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
+from roadie.worker.execution import Execution, Outcome, RunnableTask
+from roadie.worker.executor import EventLoopThread, ThreadPool
+
+log = logging.getLogger("roadie")
+MAX_RECONNECT_DELAY = 5.0
+SELF_FENCE_FRACTION = 2 / 3  # give a job up after this much of its lease without a renewal
+
+
+class Worker:
+    """One worker process's engine; `run()` returns the exit code."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        tasks: Mapping[str, RunnableTask],
+        queues: Sequence[str],
+        *,
+        concurrency: int = 4,
+        lease: float = 30.0,
+        burst: bool = False,
+        poll_interval: float = 0.5,
+        grace: float = 30.0,
+        sweep_interval: float = 5.0,
+    ) -> None:
+        self.backend = backend
+        self.tasks = tasks
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.lease = lease
+        self.burst = burst
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.lease_lost = 0  # fenced writes refused and jobs given up: results discarded
+        self.processed = 0
+        self._inflight: dict[tuple[int, int], Execution] = {}
+        self._inflight_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._hard_stop = threading.Event()
+        self._threads_stop = threading.Event()
+        self._turn = 0
+        self._pool = ThreadPool(concurrency)
+        self._loop = EventLoopThread()
+        self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for)
+        self._info = WorkerInfo(
+            self.id, socket.gethostname(), os.getpid(), self.queues, concurrency
+        )
+
+    # -- the claim loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve the queues until stopped (SIGTERM/SIGINT or `stop()`), or until idle in burst mode."""
+        self._install_signal_handlers()
+        log.info(
+            "worker %s serving %s with concurrency %d",
+            self.id,
+            ",".join(self.queues),
+            self.concurrency,
+        )
+        threads = [
+            threading.Thread(target=self._heartbeat_loop, name="roadie-heartbeat", daemon=True),
+            threading.Thread(target=self._waker_loop, name="roadie-waker", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        self._maintenance.start()
+        reconnect_delay = 0.1
+        try:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                self._expire_overdue()
+                try:
+                    claimed = self._claim()
+                except DatabaseUnavailable as exc:
+                    log.warning("claim failed, retrying in %.1fs: %s", reconnect_delay, exc)
+                    self._stopping.wait(reconnect_delay)
+                    reconnect_delay = min(reconnect_delay * 2, MAX_RECONNECT_DELAY)
+                    continue
+                reconnect_delay = 0.1
+                for job in claimed:
+                    self._dispatch(job)
+                if self.burst and not claimed and not self._inflight:
+                    break
+                if not claimed or self._free_slots() == 0:
+                    self._wake.wait(self._wait_time())
+        finally:
+            self._shutdown(threads)
+        return 0
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop claiming; in-flight jobs get the grace period unless `graceful` is False."""
+        if not graceful:
+            self._hard_stop.set()
+        self._stopping.set()
+        self._wake.set()
+
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._inflight)
+
+    def _claim(self) -> list[Job]:
+        """Claim up to the free capacity, shared fairly: each queue gets an equal share first
+        (starting from a rotating queue), then queues with more work take what is left."""
+        free = self._free_slots()
+        if free <= 0:
+            return []
+        order = (
+            self.queues[self._turn % len(self.queues) :]
+            + self.queues[: self._turn % len(self.queues)]
+        )
+        self._turn += 1
+        share = math.ceil(free / len(order))
+        claimed: list[Job] = []
+        hungry = []
+        for queue in order:
+            want = min(share, free - len(claimed))
+            if want <= 0:
+                break
+            got = self.backend.job_claim(self.id, queue, want, self.lease)
+            claimed += got
+            if len(got) == want:
+                hungry.append(queue)
+        for queue in hungry:
+            want = free - len(claimed)
+            if want <= 0:
+                break
+            claimed += self.backend.job_claim(self.id, queue, want, self.lease)
+        return claimed
+
+    def _wait_time(self) -> float:
+        deadlines = [
+            ex.deadline for ex in list(self._inflight.values()) if ex.deadline and not ex.settled
+        ]
+        if not deadlines:
+            return self.poll_interval
+        return max(0.0, min(self.poll_interval, min(deadlines) - time.monotonic()))
+
+    def _dispatch(self, job: Job) -> None:
+        execution = Execution(job, self.id, self.backend, self.tasks.get(job.task))
+        with self._inflight_lock:
+            self._inflight[(job.id, job.attempt)] = execution
+        if execution.is_async:
+            execution.future = self._loop.submit(execution.run_async())
+            execution.future.add_done_callback(
+                lambda future: self._pool.submit(
+                    lambda: self._finish(execution, _result_of(future))
+                )
+            )
+        else:
+            self._pool.submit(lambda: self._finish(execution, execution.run_sync()))
+
+    # -- recording outcomes ------------------------------------------------------------------
+
+    def _finish(self, execution: Execution, outcome: Outcome) -> None:
+        try:
+            self._settle(execution, outcome)
+        except Exception:
+            log.exception("job %s: recording its outcome failed", execution.job.id)
+        finally:
+            execution.ctx.discard_transaction()
+            with self._inflight_lock:
+                self._inflight.pop((execution.job.id, execution.job.attempt), None)
+            self.processed += 1
+            self._wake.set()
+
+    def _settle(self, execution: Execution, outcome: Outcome) -> None:
+        """Make the attempt's one final write, fenced, unless the job was already given up."""
+        with execution.lock:
+            if execution.settled:
+                log.info(
+                    "job %s attempt %s: result discarded (job was given up)",
+                    execution.job.id,
+                    execution.job.attempt,
+                )
+                return
+            written = self._write(execution, lambda: self._record(execution, outcome))
+            execution.settled = True
+        if written is False:
+            self._lease_lost(execution, "result discarded")
+
+    def _record(self, execution: Execution, outcome: Outcome) -> bool:
+        fence, ctx = execution.fence, execution.ctx
+        if outcome.decision is None:
+            assert outcome.result_json is not None
+            tx = ctx.open_transaction
+            if tx is None:
+                return self.backend.job_complete(fence, outcome.result_json)
+            ctx.open_transaction = None
+            tx.finished = True
+            try:
+                done = self.backend.job_complete(fence, outcome.result_json, tx)
+            except DatabaseUnavailable:
+                tx.rollback()
+                raise
+            (tx.commit if done else tx.rollback)()
+            return done
+        ctx.discard_transaction()
+        return settle_failure(
+            self.backend,
+            fence,
+            outcome.decision,
+            outcome.attempt_outcome,
+            outcome.error,
+            outcome.traceback,
+        )
+
+    def _write(self, execution: Execution, write: Callable[[], bool]) -> bool | None:
+        """Run a fenced write, retrying while the database is away; None if the job was given up."""
+        delay = 0.1
+        while True:
+            try:
+                return write()
+            except DatabaseUnavailable as exc:
+                if self._hard_stop.is_set() or self._past_self_fence(execution):
+                    log.warning("job %s: gave up recording its outcome: %s", execution.job.id, exc)
+                    return None
+                log.warning(
+                    "job %s: recording its outcome failed, retrying: %s", execution.job.id, exc
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    def _lease_lost(self, execution: Execution, what: str) -> None:
+        self.lease_lost += 1
+        execution.cancel()
+        log.warning(
+            "job %s attempt %s: lease lost (LeaseLost), %s",
+            execution.job.id,
+            execution.job.attempt,
+            what,
+        )
+
+    def _past_self_fence(self, execution: Execution) -> bool:
+        return time.monotonic() - execution.renewed_at > self.lease * SELF_FENCE_FRACTION
+
+    def _expire_overdue(self) -> None:
+        """Jobs past their task's timeout: cancel them and end the attempt as expired, fenced."""
+        now = time.monotonic()
+        for execution in list(self._inflight.values()):
+            if execution.deadline is None or now < execution.deadline or execution.settled:
+                continue
+            execution.cancel()
+            job = execution.job
+            decision = decide_expiry(job.attempt, job.max_attempts, self._backoff_for(job.task))
+            outcome = Outcome(
+                decision=decision,
+                attempt_outcome="expired",
+                error=f"timed out after {job.timeout:g}s",
+            )
+            log.warning("job %s attempt %s: timed out after %gs", job.id, job.attempt, job.timeout)
+            self._settle(execution, outcome)
+
+    def _backoff_for(self, task_name: str) -> Any:
+        task = self.tasks.get(task_name)
+        return task.backoff if task is not None else DEFAULT_BACKOFF
+
+    # -- heartbeat and wake-ups --------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.lease / 3
+        wait = 0.0
+        while not self._threads_stop.wait(wait):
+            wait = interval if self._beat() else min(1.0, interval)
+
+    def _beat(self) -> bool:
+        """Register the worker and renew its leases; True if the database answered."""
+        executions = [ex for ex in list(self._inflight.values()) if not ex.settled]
+        sent_at = time.monotonic()
+        try:
+            self.backend.worker_heartbeat(self._info)
+            renewed = self.backend.lease_renew(self.id, [ex.fence for ex in executions], self.lease)
+        except DatabaseUnavailable as exc:
+            log.warning("heartbeat failed: %s", exc)
+            self._give_up_unrenewed(executions)
+            return False
+        for execution in executions:
+            if (execution.job.id, execution.job.attempt) in renewed:
+                execution.renewed_at = sent_at
+                execution.ctx.flush_progress()
+            elif not execution.settled:
+                execution.cancel()  # cancelled, expired or reaped elsewhere: its write will be refused
+        return True
+
+    def _give_up_unrenewed(self, executions: list[Execution]) -> None:
+        """Stop treating a job as ours before its lease can run out in the database."""
+        for execution in executions:
+            if not self._past_self_fence(execution):
+                continue
+            with execution.lock:
+                if execution.settled:
+                    continue
+                execution.settled = True
+            self._lease_lost(execution, "given up: its lease could not be renewed")
+
+    def _waker_loop(self) -> None:
+        delay = 0.1
+        while not self._threads_stop.is_set():
+            try:
+                if self.backend.wait_for_jobs(self.queues, timeout=0.5):
+                    self._wake.set()
+                delay = 0.1
+            except DatabaseUnavailable:
+                self._threads_stop.wait(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            graceful = not self._stopping.is_set()
+            log.info(
+                "worker %s: %s, %s",
+                self.id,
+                signal.Signals(signum).name,
+                "stopping gracefully" if graceful else "stopping now",
+            )
+            self.stop(graceful=graceful)
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        """Let in-flight jobs finish within the grace period, then release the rest."""
+        deadline = time.monotonic() + self.grace
+        while self._inflight and time.monotonic() < deadline and not self._hard_stop.is_set():
+            self._wake.wait(0.1)
+            self._wake.clear()
+            self._expire_overdue()
+        for execution in list(self._inflight.values()):
+            self._release(execution)
+        self._threads_stop.set()
+        self._maintenance.stop()
+        for thread in threads:
+            thread.join(timeout=5)
+        self._pool.shutdown()
+        self._loop.shutdown()
+        try:
+            self.backend.worker_stop(self.id)
+        except DatabaseUnavailable as exc:
+            log.warning("could not mark worker %s stopped: %s", self.id, exc)
+        log.info("worker %s stopped after %d jobs", self.id, self.processed)
+
+    def _release(self, execution: Execution) -> None:
+        """Hand an unfinished job back to the queue (a new attempt later), fenced."""
+        job = execution.job
+        execution.cancel()
+        if job.attempt < job.max_attempts:
+            decision = Decision(retry=True, delay=0.0)
+        else:
+            decision = Decision(retry=False, failure="exhausted")
+        outcome = Outcome(
+            decision=decision,
+            attempt_outcome="retry",
+            error="released: the worker stopped before the job finished",
+        )
+        log.info("job %s attempt %s: released at shutdown", job.id, job.attempt)
+        self._settle(execution, outcome)
+
+
+def _result_of(future: Any) -> Outcome:
+    """An async task's outcome; one cancelled by the worker was usually settled already."""
+    if future.cancelled():
+        return Outcome(
+            decision=Decision(retry=True), attempt_outcome="cancelled", error="cancelled"
+        )
+    return future.result()

@@ -1,0 +1,116 @@
+"""One attempt of one job: run its handler, decide its outcome, and write it, fenced."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from roadie.backends.base import Backend
+from roadie.context import JobContext
+from roadie.errors import InvalidInput
+from roadie.jobs import Fence, Job, clean_text, encode_json
+from roadie.retry import Backoff, Decision, decide, describe
+
+
+class RunnableTask(Protocol):
+    """What a worker needs of a task (the App's `Task` is one)."""
+
+    name: str
+    fn: Any
+    retry_on: Mapping[type[BaseException], Backoff | None]
+    backoff: Backoff
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: completed with a result, or failed with a decision on what next."""
+
+    result_json: str | None = None
+    decision: Decision | None = None
+    attempt_outcome: str = "complete"
+    error: str | None = None
+    traceback: str | None = None
+
+
+class Execution:
+    """A claimed job in this worker's hands, from claim to its one fenced final write."""
+
+    def __init__(self, job: Job, worker_id: str, backend: Backend, task: RunnableTask | None):
+        self.job = job
+        self.task = task
+        self.fence = Fence(job.id, job.attempt, worker_id)
+        self.renewed_at = time.monotonic()  # when the lease was last taken or renewed
+        deadline = self.renewed_at + job.timeout if job.timeout else None
+        self.deadline = deadline
+        self.ctx = JobContext(job, self.fence, backend, deadline)
+        self.lock = threading.Lock()
+        self.settled = False  # the final write was made, or the job was given up
+        self.future: Future[Any] | None = None  # for async tasks
+
+    @property
+    def is_async(self) -> bool:
+        return self.task is not None and inspect.iscoroutinefunction(self.task.fn)
+
+    def cancel(self) -> None:
+        """Tell the handler to stop: ctx.cancelled turns true; an async task is cancelled."""
+        self.ctx.cancel()
+        if self.future is not None:
+            self.future.cancel()
+
+    def run_sync(self) -> Outcome:
+        if self.task is None:
+            return unknown_task(self.job.task)
+        try:
+            result = self.task.fn(self.ctx, **self.job.args)
+        except BaseException as exc:  # every failure of a handler is recorded, even SystemExit
+            return self.failed(exc)
+        return self.completed(result)
+
+    async def run_async(self) -> Outcome:
+        assert self.task is not None
+        try:
+            result = await self.task.fn(self.ctx, **self.job.args)
+        except asyncio.CancelledError:
+            return Outcome(
+                decision=Decision(retry=True), attempt_outcome="cancelled", error="cancelled"
+            )
+        except Exception as exc:
+            return self.failed(exc)
+        return self.completed(result)
+
+    def completed(self, result: Any) -> Outcome:
+        try:
+            return Outcome(result_json=encode_json(result, "results"))
+        except InvalidInput as exc:
+            return Outcome(
+                decision=Decision(retry=False, failure="permanent"),
+                attempt_outcome="failed",
+                error=str(exc),
+            )
+
+    def failed(self, exc: BaseException) -> Outcome:
+        assert self.task is not None
+        decision = decide(
+            exc, self.job.attempt, self.job.max_attempts, self.task.retry_on, self.task.backoff
+        )
+        return Outcome(
+            decision=decision,
+            attempt_outcome="retry" if decision.retry else "failed",
+            error=clean_text(describe(exc)),
+            traceback=clean_text("".join(traceback.format_exception(exc))),
+        )
+
+
+def unknown_task(name: str) -> Outcome:
+    return Outcome(
+        decision=Decision(retry=False, failure="permanent"),
+        attempt_outcome="failed",
+        error=f"unknown task {name!r}",
+    )
