@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from roadie.backends.base import Backend, JobQuery, WorkerInfo
-from roadie.config import check_int, check_queue, check_task_name
+from roadie.config import check_int, check_queue, check_task_name, is_storable_id
 from roadie.errors import InvalidInput
 from roadie.jobs import STATES, Job
 
@@ -34,7 +34,7 @@ class Admin:
 
     def get_job(self, job_id: int) -> Job:
         """The job, or InvalidInput("no job N")."""
-        job = self.backend.job_get(job_id)
+        job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
         if job is None:
             raise InvalidInput(f"no job {job_id}")
         return job

@@ -21,6 +21,7 @@ from roadie.config import (
     check_queue,
     check_task_name,
     database_url,
+    is_storable_id,
     parse_database_url,
     parse_duration,
 )
@@ -234,7 +235,8 @@ class App:
         return task.enqueue(**dict(args or {}))
 
     def get_job(self, job_id: int) -> Job | None:
-        return self.backend.job_get(job_id)
+        """The job's current snapshot, or None if there is no such job."""
+        return self.backend.job_get(job_id) if is_storable_id(job_id) else None
 
     def new_job(self, task: Task, args: dict[str, Any], options: EnqueueOptions) -> NewJob:
         """Validate one job's arguments and options; raises InvalidInput, writes nothing."""
@@ -245,13 +247,15 @@ class App:
         if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 255):
             raise InvalidInput(f"bad idempotency_key {key!r}: must be text of 1-255 characters")
         return NewJob(
-            queue=check_queue(options.queue or task.queue),
+            queue=check_queue(task.queue if options.queue is None else options.queue),
             task=task.name,
             args_json=encode_args(args, self.max_args_bytes),
             priority=check_priority(
                 task.priority if options.priority is None else options.priority
             ),
-            max_attempts=check_max_attempts(options.max_attempts or task.max_attempts),
+            max_attempts=check_max_attempts(
+                task.max_attempts if options.max_attempts is None else options.max_attempts
+            ),
             delay=delay,
             run_at=_check_run_at(options.run_at),
             idempotency_key=key,

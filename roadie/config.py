@@ -16,6 +16,7 @@ TASK_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 PRIORITY_RANGE = (-1000, 1000)
 MAX_ATTEMPTS_RANGE = (1, 1000)
 MAX_DELAY_SECONDS = 10 * 365 * 86400
+MAX_ID = 2**63 - 1  # job ids are 64-bit in both engines
 DEFAULT_MAX_ARGS_BYTES = 256 * 1024
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -52,6 +53,13 @@ def check_task_name(name: object) -> str:
     return name
 
 
+def is_storable_id(value: object) -> bool:
+    """Whether a job id can name a row (a 64-bit integer); refuses what is not an integer."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"bad job id {value!r}: must be an integer")
+    return -MAX_ID <= value <= MAX_ID
+
+
 def check_int(value: object, what: str, bounds: tuple[int, int]) -> int:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -68,8 +76,11 @@ def check_max_attempts(value: object) -> int:
 
 
 def database_url(url: str | None) -> str:
-    """The URL to use: the one given, else ROADIE_DATABASE_URL, else the embedded default."""
-    return url or os.environ.get("ROADIE_DATABASE_URL") or DEFAULT_DATABASE_URL
+    """The URL to use: the one given (even empty: refused later), else ROADIE_DATABASE_URL,
+    else the embedded default."""
+    if url is not None:
+        return url
+    return os.environ.get("ROADIE_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
 @dataclass(frozen=True)

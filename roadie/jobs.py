@@ -51,10 +51,13 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape of `--json` output: timestamps as ISO 8601 with an offset."""
         data = asdict(self)
-        for key, value in data.items():
-            if isinstance(value, datetime):
-                data[key] = value.isoformat()
-        return data
+        data["attempts"] = [_iso_times(record) for record in data["attempts"]]
+        return _iso_times(data)
+
+
+def _iso_times(data: dict[str, Any]) -> dict[str, Any]:
+    """The same mapping with its datetime values (not nested ones) as ISO 8601 text."""
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items()}
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,7 @@ BACKENDS = ["sqlite", "postgres"]
 
 
 def _with_database(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(url)
-    info["dbname"] = name
-    return psycopg.conninfo.make_conninfo(**info) if "://" not in url else _replace_db(url, name)
-
-
-def _replace_db(url: str, name: str) -> str:
+    """The same server URL naming another database."""
     head, _, tail = url.partition("://")
     authority, _, rest = tail.partition("/")
     query = rest.partition("?")[2]

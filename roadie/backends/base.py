@@ -155,11 +155,16 @@ class Backend(Protocol):
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool: ...
 
 
-def row_to_job(row: Mapping[str, Any], to_time: Callable[[Any], datetime | None]) -> Job:
-    """A job row of either dialect as a Job; `to_time` reads that dialect's timestamps."""
+def row_to_job(
+    row: Mapping[str, Any],
+    to_time: Callable[[Any], datetime | None],
+    from_json: Callable[[Any], Any],
+) -> Job:
+    """A job row of either dialect as a Job; `to_time` and `from_json` read its timestamps and
+    JSON columns (SQLite returns JSON as text, psycopg already decoded)."""
 
     def decode(value: Any) -> Any:
-        return json.loads(value) if isinstance(value, str) else value
+        return None if value is None else from_json(value)
 
     attempts = decode(row["attempts"]) or []
     for record in attempts:

@@ -45,7 +45,7 @@ def load_app(app_spec: str | None, database_url: str | None, required: bool = Fa
         app = App(database_url)
     else:
         app = import_app(app_spec)
-        if database_url:
+        if database_url is not None:
             app.use_database(database_url)
     return app
 
@@ -67,7 +67,14 @@ def import_app(spec: str) -> App:
 
 
 def console() -> Console:
-    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
+    """A console that prints text as it is: no markup or emoji codes (errors hold brackets)."""
+    return Console(
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+        width=None if sys.stdout.isatty() else 160,
+    )
 
 
 def print_json(data: Any) -> None:

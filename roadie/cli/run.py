@@ -46,6 +46,13 @@ def migrate_command(app_spec: str | None, database_url: str | None) -> int:
     help="Time in-flight jobs get on SIGTERM.",
 )
 @click.option(
+    "--sweep-interval",
+    default="5s",
+    show_default=True,
+    metavar="DURATION",
+    help="How often this worker reaps expired leases and expires timed-out jobs.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -59,6 +66,7 @@ def worker_command(
     burst: bool,
     lease: str | None,
     grace: str,
+    sweep_interval: str,
     log_level: str,
     app_spec: str | None,
     database_url: str | None,
@@ -77,6 +85,7 @@ def worker_command(
             burst=burst,
             lease=lease,
             grace=grace,
+            sweep_interval=sweep_interval,
         )
     finally:
         app.close()

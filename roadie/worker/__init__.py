@@ -172,7 +172,7 @@ class Worker:
             execution.future = self._loop.submit(execution.run_async())
             execution.future.add_done_callback(
                 lambda future: self._pool.submit(
-                    lambda: self._finish(execution, _result_of(future))
+                    lambda: self._finish(execution, _result_of(execution, future))
                 )
             )
         else:
@@ -209,19 +209,32 @@ class Worker:
 
     def _record(self, execution: Execution, outcome: Outcome) -> bool:
         fence, ctx = execution.fence, execution.ctx
+        tx = ctx.open_transaction
+        if outcome.decision is None and tx is not None and tx.finished:
+            # An earlier try lost the completion transaction, and the task's writes with it:
+            # the job must run again rather than complete without them.
+            job = execution.job
+            if job.attempt < job.max_attempts:
+                decision = Decision(retry=True)
+            else:
+                decision = Decision(retry=False, failure="exhausted")
+            outcome = Outcome(
+                decision=decision,
+                attempt_outcome="retry",
+                error="the completion transaction was lost with its connection",
+            )
         if outcome.decision is None:
             assert outcome.result_json is not None
-            tx = ctx.open_transaction
             if tx is None:
                 return self.backend.job_complete(fence, outcome.result_json)
-            ctx.open_transaction = None
-            tx.finished = True
+            tx.finished = True  # kept on ctx until committed: a failure here is seen above
             try:
                 done = self.backend.job_complete(fence, outcome.result_json, tx)
             except DatabaseUnavailable:
                 tx.rollback()
                 raise
             (tx.commit if done else tx.rollback)()
+            ctx.open_transaction = None
             return done
         ctx.discard_transaction()
         return settle_failure(
@@ -268,7 +281,6 @@ class Worker:
         for execution in list(self._inflight.values()):
             if execution.deadline is None or now < execution.deadline or execution.settled:
                 continue
-            execution.cancel()
             job = execution.job
             decision = decide_expiry(job.attempt, job.max_attempts, self._backoff_for(job.task))
             outcome = Outcome(
@@ -277,7 +289,10 @@ class Worker:
                 error=f"timed out after {job.timeout:g}s",
             )
             log.warning("job %s attempt %s: timed out after %gs", job.id, job.attempt, job.timeout)
-            self._settle(execution, outcome)
+            self._settle(
+                execution, outcome
+            )  # first, so the cancelled handler's outcome is too late
+            execution.cancel()
 
     def _backoff_for(self, task_name: str) -> Any:
         task = self.tasks.get(task_name)
@@ -325,7 +340,7 @@ class Worker:
         delay = 0.1
         while not self._threads_stop.is_set():
             try:
-                if self.backend.wait_for_jobs(self.queues, timeout=0.5):
+                if self.backend.wait_for_jobs(self.queues, timeout=0.1):
                     self._wake.set()
                 delay = 0.1
             except DatabaseUnavailable:
@@ -375,7 +390,6 @@ class Worker:
     def _release(self, execution: Execution) -> None:
         """Hand an unfinished job back to the queue (a new attempt later), fenced."""
         job = execution.job
-        execution.cancel()
         if job.attempt < job.max_attempts:
             decision = Decision(retry=True, delay=0.0)
         else:
@@ -387,12 +401,9 @@ class Worker:
         )
         log.info("job %s attempt %s: released at shutdown", job.id, job.attempt)
         self._settle(execution, outcome)
+        execution.cancel()
 
 
-def _result_of(future: Any) -> Outcome:
+def _result_of(execution: Execution, future: Any) -> Outcome:
     """An async task's outcome; one cancelled by the worker was usually settled already."""
-    if future.cancelled():
-        return Outcome(
-            decision=Decision(retry=True), attempt_outcome="cancelled", error="cancelled"
-        )
-    return future.result()
+    return execution.cancelled_outcome() if future.cancelled() else future.result()

@@ -78,12 +78,18 @@ class Execution:
         try:
             result = await self.task.fn(self.ctx, **self.job.args)
         except asyncio.CancelledError:
-            return Outcome(
-                decision=Decision(retry=True), attempt_outcome="cancelled", error="cancelled"
-            )
+            return self.cancelled_outcome()
         except Exception as exc:
             return self.failed(exc)
         return self.completed(result)
+
+    def cancelled_outcome(self) -> Outcome:
+        """The handler was cancelled by the worker (lease lost): another attempt, if one is left."""
+        if self.job.attempt < self.job.max_attempts:
+            decision = Decision(retry=True)
+        else:
+            decision = Decision(retry=False, failure="exhausted")
+        return Outcome(decision=decision, attempt_outcome="cancelled", error="cancelled")
 
     def completed(self, result: Any) -> Outcome:
         try:

@@ -46,6 +46,10 @@ def to_time(value: Any) -> datetime | None:
     return datetime.fromtimestamp(value, UTC)
 
 
+def _job(row: Any) -> Job:
+    return row_to_job(row, to_time, json.loads)
+
+
 def _epoch(value: datetime | None) -> float | None:
     return None if value is None else value.timestamp()
 
@@ -186,29 +190,29 @@ class SQLiteBackend:
         batch = encode_batch(jobs, _epoch)
         with self._write() as conn:
             rows = self._rows(conn, "job_insert", jobs=batch)
-            inserted = [row_to_job(row, to_time) for row in rows]
+            inserted = [_job(row) for row in rows]
 
             def existing(key: str) -> Job | None:
                 found = self._rows(conn, "job_get_by_idempotency_key", key=key)
-                return row_to_job(found[0], to_time) if found else None
+                return _job(found[0]) if found else None
 
             return order_inserted(jobs, inserted, existing)
 
     def job_get(self, job_id: int) -> Job | None:
         rows = self._read("job_get", id=job_id)
-        return row_to_job(rows[0], to_time) if rows else None
+        return _job(rows[0]) if rows else None
 
     def job_list(self, query: JobQuery) -> list[Job]:
         rows = self._read(
             "job_list", state=query.state, queue=query.queue, task=query.task, limit=query.limit
         )
-        return [row_to_job(row, to_time) for row in rows]
+        return [_job(row) for row in rows]
 
     def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]:
         rows = self._written(
             "job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease
         )
-        return sorted((row_to_job(row, to_time) for row in rows), key=lambda j: (-j.priority, j.id))
+        return sorted((_job(row) for row in rows), key=lambda j: (-j.priority, j.id))
 
     def job_complete(self, fence: Fence, result_json: str, tx: Transaction | None = None) -> bool:
         params = self._params(**_fence(fence), result=result_json)
@@ -244,7 +248,7 @@ class SQLiteBackend:
         return self._changed("job_progress", **_fence(fence), progress=progress_json)
 
     def job_list_timed_out(self) -> list[Job]:
-        return [row_to_job(row, to_time) for row in self._read("job_list_timed_out")]
+        return [_job(row) for row in self._read("job_list_timed_out")]
 
     # -- leases ------------------------------------------------------------------------------
 
@@ -258,7 +262,7 @@ class SQLiteBackend:
         return {(row["id"], row["attempt"]) for row in rows}
 
     def lease_reap(self, max_lost: int) -> list[Job]:
-        return [row_to_job(row, to_time) for row in self._written("lease_reap", max_lost=max_lost)]
+        return [_job(row) for row in self._written("lease_reap", max_lost=max_lost)]
 
     # -- workers -----------------------------------------------------------------------------
 

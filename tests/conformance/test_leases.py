@@ -1,0 +1,155 @@
+"""Leases and fencing on both backends, with a frozen clock: no sleeping.
+
+A worker owns a job through (id, attempt, locked_by). Once its lease is gone, every write it
+makes late (complete, retry, fail, progress, heartbeat) changes nothing and says so.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from roadie import App, FrozenClock
+from roadie.jobs import Fence
+from roadie.maintenance import Maintenance
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock()
+
+
+@pytest.fixture
+def frozen_app(make_app, clock: FrozenClock) -> App:
+    app = make_app(clock=clock)
+
+    @app.task(queue="content")
+    def transcode(ctx, n: int = 0) -> None: ...
+
+    return app
+
+
+def claim_one(app: App, worker: str = "w1", lease: float = 30.0):
+    [job] = app.backend.job_claim(worker, "content", 1, lease)
+    return job, Fence(job.id, job.attempt, worker)
+
+
+def test_a_lease_is_not_reaped_before_it_expires(frozen_app: App, clock) -> None:
+    frozen_app.tasks["transcode"].enqueue()
+    job, _ = claim_one(frozen_app)
+    clock.advance(29.9)
+    assert Maintenance(frozen_app.backend).run_once()["reaped"] == []
+    assert frozen_app.get_job(job.id).state == "running"
+
+
+def test_an_expired_lease_returns_the_job_with_the_attempt_counted(frozen_app: App, clock) -> None:
+    frozen_app.tasks["transcode"].enqueue()
+    job, _ = claim_one(frozen_app)
+    clock.advance(30.1)
+    [reaped] = Maintenance(frozen_app.backend).run_once()["reaped"]
+    assert reaped.id == job.id
+    after = frozen_app.get_job(job.id)
+    assert (after.state, after.attempt, after.error, after.locked_by) == (
+        "pending",
+        1,
+        "worker lost",
+        None,
+    )
+    assert after.attempts[-1]["outcome"] == "lost" and after.attempts[-1]["worker"] == "w1"
+    again, _ = claim_one(frozen_app, "w2")
+    assert again.attempt == 2
+
+
+def test_three_lost_workers_fail_the_job(frozen_app: App, clock) -> None:
+    frozen_app.tasks["transcode"].enqueue()
+    for n in range(3):
+        job, _ = claim_one(frozen_app, f"w{n}")
+        clock.advance(31)
+        Maintenance(frozen_app.backend).run_once()
+    after = frozen_app.get_job(job.id)
+    assert (after.state, after.failure, after.attempt) == ("failed", "lost", 3)
+    assert [a["outcome"] for a in after.attempts] == ["lost", "lost", "lost"]
+
+
+def test_heartbeat_renews_a_lease(frozen_app: App, clock) -> None:
+    frozen_app.tasks["transcode"].enqueue()
+    job, fence = claim_one(frozen_app)
+    clock.advance(20)
+    assert frozen_app.backend.lease_renew("w1", [fence], 30.0) == {(job.id, 1)}
+    clock.advance(20)
+    assert Maintenance(frozen_app.backend).run_once()["reaped"] == []
+    assert frozen_app.backend.job_complete(fence, "null")
+
+
+def test_late_writes_after_a_lost_lease_change_nothing(frozen_app: App, clock) -> None:
+    frozen_app.tasks["transcode"].enqueue()
+    job, zombie = claim_one(frozen_app, "zombie")
+    clock.advance(31)
+    Maintenance(frozen_app.backend).run_once()
+    _, owner = claim_one(frozen_app, "owner")
+    before = frozen_app.get_job(job.id)
+    backend = frozen_app.backend
+    assert backend.job_complete(zombie, '"late"') is False
+    assert backend.job_retry(zombie, 0, "retry", "late", None) is False
+    assert backend.job_fail(zombie, "permanent", "failed", "late", None) is False
+    assert backend.job_progress(zombie, '{"fraction": 1, "message": "late"}') is False
+    assert backend.lease_renew("zombie", [zombie], 30.0) == set()
+    assert frozen_app.get_job(job.id) == before
+    # the same worker id with an old attempt number is fenced too
+    assert backend.job_complete(Fence(job.id, 1, "owner"), '"stale attempt"') is False
+    assert backend.job_complete(owner, '"mine"')
+    after = frozen_app.get_job(job.id)
+    assert (after.state, after.result, after.attempt) == ("complete", "mine", 2)
+    assert backend.job_complete(owner, '"twice"') is False
+    assert frozen_app.get_job(job.id).result == "mine"
+
+
+def test_concurrent_reapers_take_each_job_once(frozen_app: App, clock, db_url) -> None:
+    frozen_app.tasks["transcode"].enqueue_many([{"n": i} for i in range(200)])
+    claimed = frozen_app.backend.job_claim("dead", "content", 200, 30.0)
+    assert len(claimed) == 200
+    clock.advance(31)
+    apps = [App(db_url, clock=clock) for _ in range(3)]
+    results: list[int] = []
+    barrier = threading.Barrier(3)
+
+    def reap(app: App) -> None:
+        barrier.wait()
+        results.append(len(Maintenance(app.backend).run_once()["reaped"]))
+
+    threads = [threading.Thread(target=reap, args=(a,)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for app in apps:
+        app.close()
+    assert sum(results) == 200
+    jobs = frozen_app.admin.list_jobs(limit=1000)
+    assert all(len(j.attempts) == 1 and j.state == "pending" for j in jobs)
+
+
+def test_a_worker_counts_lease_lost_and_discards_its_result(frozen_app: App, clock) -> None:
+    """The handler outlives its lease (reaped mid-run): its completion is refused, counted."""
+    from roadie.worker import Worker
+
+    app = frozen_app
+
+    @app.task(queue="analytics")
+    def slow(ctx) -> str:
+        clock.advance(31)
+        Maintenance(app.backend).run_once()  # another worker's reaper takes the job back
+        return "too late"
+
+    job = slow.enqueue()
+    worker = Worker(app.backend, app.tasks, ["analytics"], burst=True)
+    claimed = app.backend.job_claim(worker.id, "analytics", 1, 30.0)
+    worker._dispatch(claimed[0])
+    deadline = __import__("time").monotonic() + 10
+    while worker._inflight and __import__("time").monotonic() < deadline:
+        worker._wake.wait(0.05)
+    assert worker.lease_lost == 1
+    after = app.get_job(job.id)
+    assert (after.state, after.result, after.attempt) == ("pending", None, 1)
+    assert after.attempts[-1]["outcome"] == "lost"

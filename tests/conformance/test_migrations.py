@@ -1,0 +1,77 @@
+"""The schema: numbered migrations, the same in both dialects, idempotent, safe when racing."""
+
+from __future__ import annotations
+
+import threading
+
+from roadie import App
+from roadie.backends.base import QUERY_NAMES, SCHEMA, load_migrations, load_queries
+
+
+def test_both_dialects_have_the_same_migrations_and_queries() -> None:
+    sqlite = load_migrations("roadie.backends.sqlite")
+    postgres = load_migrations("roadie.backends.postgres")
+    assert [(m.version, m.name) for m in sqlite] == [(m.version, m.name) for m in postgres]
+    assert [m.version for m in sqlite] == list(range(1, len(sqlite) + 1))
+    assert set(load_queries("roadie.backends.sqlite")) == QUERY_NAMES
+    assert set(load_queries("roadie.backends.postgres")) == QUERY_NAMES
+
+
+def test_the_migrated_schema_is_what_the_code_expects(app: App) -> None:
+    columns = app.backend.schema_columns()
+    assert {table: set(cols) for table, cols in columns.items()} == {
+        table: set(cols) for table, cols in SCHEMA.items()
+    }
+
+
+def test_migrate_is_idempotent(app: App) -> None:
+    assert app.migrate() == []
+    assert app.backend.migration_versions() == {m.version for m in app.backend.migrations()}
+
+
+def test_racing_migrations_apply_each_version_once(make_app, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    apps = [App(url) for _ in range(4)]
+    applied: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def migrate(app: App) -> None:
+        barrier.wait()
+        applied.append(app.migrate())
+
+    threads = [threading.Thread(target=migrate, args=(a,)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for app in apps:
+        app.close()
+    assert sorted(v for versions in applied for v in versions) == [1]
+
+
+def test_racing_migrations_on_postgres(pg_server_url) -> None:
+    import psycopg
+
+    admin_url = pg_server_url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS roadie_migrate_race WITH (FORCE)")
+        conn.execute("CREATE DATABASE roadie_migrate_race")
+    url = pg_server_url.rsplit("/", 1)[0] + "/roadie_migrate_race"
+    apps = [App(url) for _ in range(4)]
+    applied: list[list[int]] = []
+    barrier = threading.Barrier(4)
+
+    def migrate(app: App) -> None:
+        barrier.wait()
+        applied.append(app.migrate())
+
+    threads = [threading.Thread(target=migrate, args=(a,)) for a in apps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for app in apps:
+        app.close()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("DROP DATABASE roadie_migrate_race WITH (FORCE)")
+    assert sorted(v for versions in applied for v in versions) == [1]
