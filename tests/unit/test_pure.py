@@ -1,0 +1,103 @@
+"""The pure rules: durations, names, backoff, classification, JSON, truncation."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from roadie import Backoff, InvalidInput, Permanent, Transient
+from roadie.config import check_queue, parse_database_url, parse_duration
+from roadie.jobs import clean_text, encode_args
+from roadie.retry import decide, decide_expiry, describe, normalize_retry_on
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("15m", 900), ("2h", 7200), ("7d", 604800), ("1.5s", 1.5),
+     (0, 0), (12, 12), (2.5, 2.5), (timedelta(minutes=2), 120)],
+)  # fmt: skip
+def test_durations(value, seconds) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(
+    "value", ["", "10", "5 sec", "-1s", "1w", "s", None, True, -3, float("nan"), float("inf"), [1]]
+)
+def test_bad_durations_are_refused_in_one_line(value) -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_duration(value, "delay")
+    assert "\n" not in str(err.value) and "delay" in str(err.value)
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_.-", min_size=1, max_size=64))
+def test_every_valid_queue_name_is_accepted(name: str) -> None:
+    assert check_queue(name) == name
+
+
+def test_database_urls() -> None:
+    assert parse_database_url("sqlite:///roadie.db").url == "roadie.db"
+    assert parse_database_url("sqlite:////var/lib/roadie.db").url == "/var/lib/roadie.db"
+    assert parse_database_url("postgresql://u@h:5432/db").scheme == "postgresql"
+    for bad in ("", "mysql://x", "sqlite://", "sqlite:///", "roadie.db", None):
+        with pytest.raises(InvalidInput):
+            parse_database_url(bad)
+
+
+def test_backoff_doubles_from_one_second_capped_at_an_hour_with_jitter() -> None:
+    plain = Backoff(jitter=0)
+    assert [plain.delay(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert plain.delay(30) == 3600 and plain.delay(10_000) == 3600
+    rng = random.Random(7)
+    delays = [Backoff().delay(3, rng) for _ in range(1000)]
+    assert min(delays) >= 3.2 and max(delays) <= 4.8 and 3.9 < sum(delays) / 1000 < 4.1
+
+
+@pytest.mark.parametrize("bad", [{"factor": 0.5}, {"jitter": 1.0}, {"base": "soon"}, {"cap": -1}])
+def test_bad_backoff_is_refused(bad) -> None:
+    with pytest.raises(InvalidInput):
+        Backoff(**bad)
+
+
+def test_decide_classifies_and_respects_attempts() -> None:
+    none = normalize_retry_on(())
+    assert decide(Transient("x"), 1, 3, none).retry
+    assert decide(TimeoutError(), 1, 3, none).retry
+    assert decide(ConnectionRefusedError(), 1, 3, none).retry
+    assert decide(ValueError(), 1, 3, none).failure == "permanent"
+    assert decide(Permanent("x"), 1, 3, normalize_retry_on((Exception,))).failure == "permanent"
+    assert decide(TimeoutError(), 3, 3, none).failure == "exhausted"
+    assert decide(Transient("x", retry_in="2m"), 1, 3, none).delay == 120
+    custom = normalize_retry_on({KeyError: Backoff(base="5s", jitter=0)})
+    assert decide(KeyError("k"), 2, 5, custom).delay == 10
+    assert decide_expiry(2, 2).failure == "expired" and decide_expiry(1, 2).retry
+
+
+def test_retry_on_refuses_what_is_not_an_exception_class() -> None:
+    with pytest.raises(InvalidInput):
+        normalize_retry_on(("TimeoutError",))
+    with pytest.raises(InvalidInput):
+        normalize_retry_on({TimeoutError: 5})
+
+
+def test_describe() -> None:
+    assert describe(Permanent("corrupt upload")) == "corrupt upload"
+    assert describe(ValueError("bad")) == "ValueError: bad"
+    assert describe(KeyboardInterrupt()) == "KeyboardInterrupt"
+
+
+def test_clean_text_truncates_to_64kb_and_keeps_valid_utf8() -> None:
+    text = clean_text("é" * 100_000 + "\x00")
+    assert len(text.encode()) <= 64 * 1024 and text.endswith("[truncated]")
+    assert clean_text("a\x00b") == "a\ufffdb"
+    assert clean_text("\ud800") == "?"
+    assert clean_text(None) is None
+
+
+def test_encode_args_counts_utf8_bytes() -> None:
+    assert encode_args({"s": "é" * 100}, 300)
+    with pytest.raises(InvalidInput, match="over the limit"):
+        encode_args({"s": "é" * 200}, 300)
