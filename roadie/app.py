@@ -32,6 +32,7 @@ from roadie.retry import DEFAULT_BACKOFF, Backoff, normalize_retry_on
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 20
+WORKER_CONNECTIONS = 4  # a worker's claim loop, heartbeat, reaper and spare, beside its job threads
 
 
 @dataclass(frozen=True)
@@ -299,6 +300,10 @@ class App:
             "poll_interval": parse_duration(poll_interval, "poll interval"),
             "sweep_interval": parse_duration(sweep_interval, "sweep interval"),
         }
+
+        if self.pool_size < concurrency + WORKER_CONNECTIONS:
+            self.close()  # reopened on first use with room for every job thread
+            self.pool_size = concurrency + WORKER_CONNECTIONS
 
         def run_one() -> int:
             return Worker(self.backend, self.tasks, queue_list, **options).run()

@@ -59,6 +59,8 @@ class JobContext:
 
     def flush_progress(self) -> None:
         """Write the latest unsent progress report, fenced; a lost lease cancels the context."""
+        if self.open_transaction is not None:
+            return  # the completion transaction may hold SQLite's write lock: report after it
         with self._lock:
             text, self._unsent_progress = self._unsent_progress, None
             self._progress_sent_at = time.monotonic()
