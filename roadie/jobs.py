@@ -46,6 +46,7 @@ class Job:
     lock_expires_at: datetime | None
     idempotency_key: str | None
     timeout: float | None = None
+    needs_review: bool = False  # failed and not yet dealt with by an administrator
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,7 +19,8 @@ from roadie.jobs import Fence, Job, NewJob
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
 JOB_COLUMNS = (
     "id", "queue", "task", "args", "priority", "state", "attempt", "max_attempts", "lost_count",
-    "created_at", "run_at", "started_at", "finished_at", "result", "error", "failure", "progress",
+    "created_at", "run_at", "started_at", "finished_at", "result", "error", "failure",
+    "needs_review", "progress",
     "parent_id", "locked_by", "lock_expires_at", "idempotency_key", "timeout", "attempts",
 )  # fmt: skip
 WORKER_COLUMNS = (
@@ -186,6 +187,7 @@ def row_to_job(
         result=decode(row["result"]),
         error=row["error"],
         failure=row["failure"],
+        needs_review=bool(row["needs_review"]),
         progress=decode(row["progress"]),
         parent_id=row["parent_id"],
         locked_by=row["locked_by"],

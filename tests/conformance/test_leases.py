@@ -69,6 +69,7 @@ def test_three_lost_workers_fail_the_job(frozen_app: App, clock) -> None:
         Maintenance(frozen_app.backend).run_once()
     after = frozen_app.get_job(job.id)
     assert (after.state, after.failure, after.attempt) == ("failed", "lost", 3)
+    assert after.needs_review
     assert [a["outcome"] for a in after.attempts] == ["lost", "lost", "lost"]
 
 

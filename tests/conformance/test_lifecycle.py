@@ -32,6 +32,7 @@ def test_enqueue_returns_a_pending_snapshot_with_every_field(app: App) -> None:
     assert (job.state, job.attempt, job.max_attempts) == ("pending", 0, 5)
     assert job.created_at.tzinfo is not None and job.run_at >= job.created_at
     assert job.started_at is None and job.finished_at is None and job.locked_by is None
+    assert not job.needs_review
     assert app.get_job(job.id) == job
     assert app.get_job(job.id + 1000) is None
 

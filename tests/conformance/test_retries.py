@@ -102,6 +102,7 @@ def test_backoff_grows_on_the_database_clock_until_exhausted(frozen_app: App, cl
     assert gaps == [2.0, 4.0, 8.0]
     failed = frozen_app.get_job(job.id)
     assert (failed.state, failed.failure, failed.attempt) == ("failed", "exhausted", 4)
+    assert failed.needs_review
     assert [a["outcome"] for a in failed.attempts] == ["retry", "retry", "retry", "failed"]
     assert all(a["error"] == "TimeoutError: smtp timed out" for a in failed.attempts)
     assert all("TimeoutError" in a["traceback"] for a in failed.attempts)
@@ -131,7 +132,7 @@ def test_permanent_fails_at_once_and_is_flagged(frozen_app: App) -> None:
     assert (after.state, after.failure, after.attempt, after.error) == (
         "failed", "permanent", 1, "corrupt upload",
     )  # fmt: skip
-    assert after.finished_at is not None
+    assert after.finished_at is not None and after.needs_review
     assert [j.id for j in frozen_app.admin.list_jobs(state="failed")] == [job.id]
 
 

@@ -18,6 +18,7 @@ CREATE TABLE roadie_jobs (
     result          json,
     error           text,
     failure         text,
+    needs_review    boolean     NOT NULL DEFAULT false,
     progress        json,
     parent_id       bigint,
     locked_by       text,

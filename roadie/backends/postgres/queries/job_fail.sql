@@ -1,6 +1,7 @@
 -- Fenced: failed for good, with %(failure)s saying why.
 UPDATE roadie_jobs
 SET state = 'failed',
+    needs_review = true,
     failure = %(failure)s,
     error = %(error)s,
     finished_at = coalesce(%(now)s::timestamptz, now()),

@@ -18,6 +18,7 @@ CREATE TABLE roadie_jobs (
     result          TEXT,
     error           TEXT,
     failure         TEXT,
+    needs_review    INTEGER NOT NULL DEFAULT 0,
     progress        TEXT,
     parent_id       INTEGER,
     locked_by       TEXT,

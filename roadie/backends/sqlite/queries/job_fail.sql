@@ -1,6 +1,7 @@
 -- Fenced: failed for good, with :failure saying why.
 UPDATE roadie_jobs
 SET state = 'failed',
+    needs_review = 1,
     failure = :failure,
     error = :error,
     finished_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),

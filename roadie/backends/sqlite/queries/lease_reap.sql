@@ -5,6 +5,7 @@ SET state = CASE WHEN lost_count + 1 >= :max_lost OR attempt >= max_attempts
                  THEN 'failed' ELSE 'pending' END,
     failure = CASE WHEN lost_count + 1 >= :max_lost THEN 'lost'
                    WHEN attempt >= max_attempts THEN 'exhausted' END,
+    needs_review = (lost_count + 1 >= :max_lost OR attempt >= max_attempts),
     finished_at = CASE WHEN lost_count + 1 >= :max_lost OR attempt >= max_attempts
                        THEN coalesce(:now, (julianday('now') - 2440587.5) * 86400.0) END,
     run_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
