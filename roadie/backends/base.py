@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -240,3 +241,174 @@ def encode_batch(jobs: Sequence[NewJob], encode_time: Callable[[datetime], Any])
             for job in jobs
         ]
     )
+
+
+Runner = Callable[..., Any]  # run(name, **params) -> a DB-API cursor
+
+
+class SQLBackend:
+    """The operations both dialects share, each one named statement from `queries/`.
+
+    A dialect supplies its statements and how to run them: `_reading()` and `_writing()` yield a
+    `run(name, **params)` that executes one statement (on SQLite, `_writing()` is a `BEGIN
+    IMMEDIATE` transaction on the writer connection), `_now()` the frozen time in its own form,
+    and its readers of timestamps and JSON.
+    """
+
+    queries: Mapping[str, str]
+    clock: Any
+
+    def _reading(self) -> AbstractContextManager[Runner]:
+        raise NotImplementedError
+
+    def _writing(self) -> AbstractContextManager[Runner]:
+        raise NotImplementedError
+
+    def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def _now(self) -> Any:
+        raise NotImplementedError
+
+    def _to_time(self, value: Any) -> datetime | None:
+        raise NotImplementedError
+
+    def _job(self, row: Any) -> Job:
+        return row_to_job(row, self._to_time, self._from_json)
+
+    def _id_list(self, ids: list[int]) -> Any:
+        return ids
+
+    def _encode_time(self, value: datetime) -> Any:
+        raise NotImplementedError
+
+    def _from_json(self, value: Any) -> Any:
+        return value
+
+    def _params(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"now": self._now(), **params}
+
+    def _read(self, name: str, **params: Any) -> list[Any]:
+        with self._reading() as run:
+            return run(name, **params).fetchall()
+
+    def _write(self, name: str, **params: Any) -> list[Any]:
+        with self._writing() as run:
+            cursor = run(name, **params)
+            return cursor.fetchall() if cursor.description else []
+
+    def _changed(self, name: str, **params: Any) -> bool:
+        """Run a fenced write; True if it matched its one row."""
+        with self._writing() as run:
+            return run(name, **params).rowcount == 1
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]:
+        batch = encode_batch(jobs, self._encode_time)
+        with self._writing() as run:
+            inserted = [self._job(row) for row in run("job_insert", jobs=batch).fetchall()]
+
+            def existing(key: str) -> Job | None:
+                found = run("job_get_by_idempotency_key", key=key).fetchall()
+                return self._job(found[0]) if found else None
+
+            return order_inserted(jobs, inserted, existing)
+
+    def job_get(self, job_id: int) -> Job | None:
+        rows = self._read("job_get", id=job_id)
+        return self._job(rows[0]) if rows else None
+
+    def job_list(self, query: JobQuery) -> list[Job]:
+        rows = self._read(
+            "job_list", state=query.state, queue=query.queue, task=query.task, limit=query.limit
+        )
+        return [self._job(row) for row in rows]
+
+    def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]:
+        rows = self._write("job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease)
+        return sorted((self._job(row) for row in rows), key=lambda j: (-j.priority, j.id))
+
+    def job_complete(self, fence: Fence, result_json: str, tx: Transaction | None = None) -> bool:
+        if tx is None:
+            return self._changed("job_complete", **_fence(fence), result=result_json)
+        params = self._params({**_fence(fence), "result": result_json})
+        return self._run_in(tx, "job_complete", params).rowcount == 1
+
+    def job_retry(
+        self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
+    ) -> bool:
+        return self._changed(
+            "job_retry",
+            **_fence(fence),
+            delay=delay,
+            outcome=outcome,
+            error=error,
+            traceback=traceback,
+        )
+
+    def job_fail(
+        self, fence: Fence, failure: str, outcome: str, error: str | None, traceback: str | None
+    ) -> bool:
+        return self._changed(
+            "job_fail",
+            **_fence(fence),
+            failure=failure,
+            outcome=outcome,
+            error=error,
+            traceback=traceback,
+        )
+
+    def job_progress(self, fence: Fence, progress_json: str) -> bool:
+        return self._changed("job_progress", **_fence(fence), progress=progress_json)
+
+    def job_list_timed_out(self) -> list[Job]:
+        return [self._job(row) for row in self._read("job_list_timed_out")]
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def lease_renew(
+        self, worker_id: str, fences: Sequence[Fence], lease: float
+    ) -> set[tuple[int, int]]:
+        if not fences:
+            return set()
+        ids = self._id_list([fence.job_id for fence in fences])
+        rows = self._write("lease_renew", worker_id=worker_id, ids=ids, lease=lease)
+        return {(row["id"], row["attempt"]) for row in rows}
+
+    def lease_reap(self, max_lost: int) -> list[Job]:
+        return [self._job(row) for row in self._write("lease_reap", max_lost=max_lost)]
+
+    # -- workers -----------------------------------------------------------------------------
+
+    def worker_heartbeat(self, info: WorkerInfo) -> None:
+        self._write(
+            "worker_heartbeat",
+            id=info.id,
+            host=info.host,
+            pid=info.pid,
+            queues=json.dumps(info.queues),
+            concurrency=info.concurrency,
+        )
+
+    def worker_stop(self, worker_id: str) -> None:
+        self._write("worker_stop", id=worker_id)
+
+    def worker_list(self) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=row["id"],
+                host=row["host"],
+                pid=row["pid"],
+                queues=self._from_json(row["queues"]),
+                concurrency=row["concurrency"],
+                started_at=self._to_time(row["started_at"]),
+                heartbeat_at=self._to_time(row["heartbeat_at"]),
+                stopped_at=self._to_time(row["stopped_at"]),
+            )
+            for row in self._read("worker_list")
+        ]
+
+
+def _fence(fence: Fence) -> dict[str, Any]:
+    return {"id": fence.job_id, "attempt": fence.attempt, "worker_id": fence.worker_id}

@@ -8,7 +8,6 @@ is one statement and one round trip.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -22,19 +21,16 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from roadie.backends.base import (
     SCHEMA,
-    JobQuery,
     Migration,
+    Runner,
+    SQLBackend,
     Transaction,
-    WorkerInfo,
-    encode_batch,
     load_migrations,
     load_queries,
-    order_inserted,
-    row_to_job,
 )
 from roadie.clock import Clock
+from roadie.config import shown
 from roadie.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
-from roadie.jobs import Fence, Job, NewJob
 
 QUERIES = load_queries(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
@@ -43,27 +39,12 @@ CONNECTION_OPTIONS = {"application_name": "roadie", "options": "-c timezone=UTC"
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
-def to_time(value: Any) -> datetime | None:
-    """A timestamptz, or an ISO string from an attempt record, as an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    return value.astimezone(UTC)
-
-
-def _job(row: Any) -> Job:
-    return row_to_job(row, to_time, _decoded)
-
-
-class PostgresBackend:
+class PostgresBackend(SQLBackend):
     dialect = "postgresql"
+    queries = QUERIES
 
     def __init__(self, url: str, clock: Clock, pool_size: int = 10) -> None:
-        try:
-            conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise InvalidInput(f"malformed database URL {url!r}: {exc}") from None
+        check_url(url)
         self.url = url
         self.clock = clock
         self._pool = ConnectionPool(
@@ -80,6 +61,22 @@ class PostgresBackend:
         self._open_lock = threading.Lock()
         self._listener: psycopg.Connection | None = None
 
+    # -- the dialect's forms (psycopg decodes json and timestamptz itself) --------------------
+
+    def _now(self) -> datetime | None:
+        return self.clock.now()
+
+    def _encode_time(self, value: datetime) -> str:
+        return value.isoformat()
+
+    def _to_time(self, value: Any) -> datetime | None:
+        """A timestamptz, or an ISO string from an attempt record, as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return value.astimezone(UTC)
+
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self, **kwargs: Any) -> psycopg.Connection:
@@ -88,8 +85,7 @@ class PostgresBackend:
                 self.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **CONNECTION_OPTIONS, **kwargs
             )
         except psycopg.Error as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+            raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_reason(exc)}") from None
 
     def _open(self) -> ConnectionPool:
         """Open the pool on first use, after one direct connection that explains any failure."""
@@ -111,17 +107,18 @@ class PostgresBackend:
         except psycopg.errors.UndefinedTable:
             raise SchemaMissing() from None
 
-    def _params(self, **params: Any) -> dict[str, Any]:
-        return {"now": self.clock.now(), **params}
-
-    def _rows(self, name: str, **params: Any) -> list[dict[str, Any]]:
+    @contextmanager
+    def _reading(self) -> Iterator[Runner]:
         with self._connection() as conn:
-            cursor = conn.execute(QUERIES[name], self._params(**params))
-            return cursor.fetchall() if cursor.description else []
+            yield lambda name, **params: conn.execute(QUERIES[name], self._params(params))
 
-    def _changed(self, name: str, **params: Any) -> bool:
-        with self._connection() as conn:
-            return conn.execute(QUERIES[name], self._params(**params)).rowcount == 1
+    _writing = _reading  # autocommit: every statement is its own short transaction
+
+    def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> psycopg.Cursor:
+        try:
+            return tx.connection.execute(QUERIES[name], params)
+        except UNAVAILABLE as exc:
+            raise DatabaseUnavailable(f"PostgreSQL unavailable: {_reason(exc)}") from None
 
     def close(self) -> None:
         if self._opened:
@@ -165,116 +162,6 @@ class PostgresBackend:
             columns[row["table_name"]] += (row["column_name"],)
         return columns
 
-    # -- jobs --------------------------------------------------------------------------------
-
-    def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]:
-        batch = encode_batch(jobs, lambda t: t.isoformat())
-        rows = self._rows("job_insert", jobs=batch)
-        inserted = [_job(row) for row in rows]
-
-        def existing(key: str) -> Job | None:
-            found = self._rows("job_get_by_idempotency_key", key=key)
-            return _job(found[0]) if found else None
-
-        return order_inserted(jobs, inserted, existing)
-
-    def job_get(self, job_id: int) -> Job | None:
-        rows = self._rows("job_get", id=job_id)
-        return _job(rows[0]) if rows else None
-
-    def job_list(self, query: JobQuery) -> list[Job]:
-        rows = self._rows(
-            "job_list", state=query.state, queue=query.queue, task=query.task, limit=query.limit
-        )
-        return [_job(row) for row in rows]
-
-    def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]:
-        rows = self._rows("job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease)
-        return sorted((_job(row) for row in rows), key=lambda j: (-j.priority, j.id))
-
-    def job_complete(self, fence: Fence, result_json: str, tx: Transaction | None = None) -> bool:
-        params = self._params(**_fence(fence), result=result_json)
-        if tx is None:
-            return self._changed("job_complete", **params)
-        try:
-            return tx.connection.execute(QUERIES["job_complete"], params).rowcount == 1
-        except UNAVAILABLE as exc:
-            raise DatabaseUnavailable(f"PostgreSQL unavailable: {_reason(exc)}") from None
-
-    def job_retry(
-        self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
-    ) -> bool:
-        return self._changed(
-            "job_retry",
-            **_fence(fence),
-            delay=delay,
-            outcome=outcome,
-            error=error,
-            traceback=traceback,
-        )
-
-    def job_fail(
-        self, fence: Fence, failure: str, outcome: str, error: str | None, traceback: str | None
-    ) -> bool:
-        return self._changed(
-            "job_fail",
-            **_fence(fence),
-            failure=failure,
-            outcome=outcome,
-            error=error,
-            traceback=traceback,
-        )
-
-    def job_progress(self, fence: Fence, progress_json: str) -> bool:
-        return self._changed("job_progress", **_fence(fence), progress=progress_json)
-
-    def job_list_timed_out(self) -> list[Job]:
-        return [_job(row) for row in self._rows("job_list_timed_out")]
-
-    # -- leases ------------------------------------------------------------------------------
-
-    def lease_renew(
-        self, worker_id: str, fences: Sequence[Fence], lease: float
-    ) -> set[tuple[int, int]]:
-        if not fences:
-            return set()
-        ids = [fence.job_id for fence in fences]
-        rows = self._rows("lease_renew", worker_id=worker_id, ids=ids, lease=lease)
-        return {(row["id"], row["attempt"]) for row in rows}
-
-    def lease_reap(self, max_lost: int) -> list[Job]:
-        return [_job(row) for row in self._rows("lease_reap", max_lost=max_lost)]
-
-    # -- workers -----------------------------------------------------------------------------
-
-    def worker_heartbeat(self, info: WorkerInfo) -> None:
-        self._rows(
-            "worker_heartbeat",
-            id=info.id,
-            host=info.host,
-            pid=info.pid,
-            queues=json.dumps(info.queues),
-            concurrency=info.concurrency,
-        )
-
-    def worker_stop(self, worker_id: str) -> None:
-        self._rows("worker_stop", id=worker_id)
-
-    def worker_list(self) -> list[WorkerInfo]:
-        return [
-            WorkerInfo(
-                id=row["id"],
-                host=row["host"],
-                pid=row["pid"],
-                queues=row["queues"],
-                concurrency=row["concurrency"],
-                started_at=to_time(row["started_at"]),
-                heartbeat_at=to_time(row["heartbeat_at"]),
-                stopped_at=to_time(row["stopped_at"]),
-            )
-            for row in self._rows("worker_list")
-        ]
-
     # -- transactions and wake-ups -----------------------------------------------------------
 
     def transaction_begin(self) -> Transaction:
@@ -317,9 +204,12 @@ class PostgresBackend:
         return False
 
 
-def _decoded(value: Any) -> Any:
-    """psycopg has already decoded json and jsonb columns."""
-    return value
+def check_url(url: str) -> None:
+    """Refuse a URL libpq cannot parse, before anything connects."""
+    try:
+        conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidInput(f"malformed database URL {shown(url)}: {_reason(exc)}") from None
 
 
 def _applied(conn: psycopg.Connection) -> set[int]:
@@ -335,7 +225,3 @@ def _applied(conn: psycopg.Connection) -> set[int]:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _fence(fence: Fence) -> dict[str, Any]:
-    return {"id": fence.job_id, "attempt": fence.attempt, "worker_id": fence.worker_id}
