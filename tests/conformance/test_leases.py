@@ -6,13 +6,12 @@ makes late (complete, retry, fail, progress, heartbeat) changes nothing and says
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from roadie import App, FrozenClock
 from roadie.jobs import Fence
 from roadie.maintenance import Maintenance
+from tests.helpers import run_together, wait_until
 
 
 @pytest.fixture
@@ -112,18 +111,7 @@ def test_concurrent_reapers_take_each_job_once(frozen_app: App, clock, db_url) -
     assert len(claimed) == 200
     clock.advance(31)
     apps = [App(db_url, clock=clock) for _ in range(3)]
-    results: list[int] = []
-    barrier = threading.Barrier(3)
-
-    def reap(app: App) -> None:
-        barrier.wait()
-        results.append(len(Maintenance(app.backend).run_once()["reaped"]))
-
-    threads = [threading.Thread(target=reap, args=(a,)) for a in apps]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = run_together(lambda app: len(Maintenance(app.backend).run_once()["reaped"]), apps)
     for app in apps:
         app.close()
     assert sum(results) == 200
@@ -147,9 +135,7 @@ def test_a_worker_counts_lease_lost_and_discards_its_result(frozen_app: App, clo
     worker = Worker(app.backend, app.tasks, ["analytics"], burst=True)
     claimed = app.backend.job_claim(worker.id, "analytics", 1, 30.0)
     worker._dispatch(claimed[0])
-    deadline = __import__("time").monotonic() + 10
-    while worker._inflight and __import__("time").monotonic() < deadline:
-        worker._wake.wait(0.05)
+    wait_until(lambda: not worker._inflight)
     assert worker.lease_lost == 1
     after = app.get_job(job.id)
     assert (after.state, after.result, after.attempt) == ("pending", None, 1)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from roadie import App, FrozenClock, InvalidInput, Job
+from tests.helpers import run_together
 
 JOB_KEYS = {
     "id", "queue", "task", "args", "priority", "state", "attempt", "max_attempts", "created_at",
@@ -167,19 +167,11 @@ def test_idempotency_key_holds_when_enqueues_race(make_app) -> None:
         def publish(ctx, video_id: int) -> None: ...
 
         tasks.append(publish)
-    ids: list[int] = []
-    barrier = threading.Barrier(len(tasks))
 
-    def enqueue(task) -> None:
-        barrier.wait()
-        for n in range(20):
-            ids.append(task.options(idempotency_key=f"race-{n}").enqueue(video_id=n).id)
+    def enqueue(task) -> list[int]:
+        return [task.options(idempotency_key=f"race-{n}").enqueue(video_id=n).id for n in range(20)]
 
-    threads = [threading.Thread(target=enqueue, args=(t,)) for t in tasks]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    ids = [i for batch in run_together(enqueue, tasks) for i in batch]
     assert len(ids) == 160 and len(set(ids)) == 20
     assert len(apps[0].admin.list_jobs(limit=1000)) == 20
 

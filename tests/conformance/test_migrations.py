@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 from roadie import App
 from roadie.backends.base import QUERY_NAMES, SCHEMA, load_migrations, load_queries
+from tests.helpers import run_together
 
 
 def test_both_dialects_have_the_same_migrations_and_queries() -> None:
@@ -32,18 +31,7 @@ def test_migrate_is_idempotent(app: App) -> None:
 def test_racing_migrations_apply_each_version_once(make_app, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'race.db'}"
     apps = [App(url) for _ in range(4)]
-    applied: list[list[int]] = []
-    barrier = threading.Barrier(4)
-
-    def migrate(app: App) -> None:
-        barrier.wait()
-        applied.append(app.migrate())
-
-    threads = [threading.Thread(target=migrate, args=(a,)) for a in apps]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    applied = run_together(App.migrate, apps)
     for app in apps:
         app.close()
     assert sorted(v for versions in applied for v in versions) == [1]
@@ -58,18 +46,7 @@ def test_racing_migrations_on_postgres(pg_server_url) -> None:
         conn.execute("CREATE DATABASE roadie_migrate_race")
     url = pg_server_url.rsplit("/", 1)[0] + "/roadie_migrate_race"
     apps = [App(url) for _ in range(4)]
-    applied: list[list[int]] = []
-    barrier = threading.Barrier(4)
-
-    def migrate(app: App) -> None:
-        barrier.wait()
-        applied.append(app.migrate())
-
-    threads = [threading.Thread(target=migrate, args=(a,)) for a in apps]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    applied = run_together(App.migrate, apps)
     for app in apps:
         app.close()
     with psycopg.connect(admin_url, autocommit=True) as conn:

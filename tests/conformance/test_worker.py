@@ -5,21 +5,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from roadie import App, FrozenClock
 from roadie.maintenance import Maintenance
 from roadie.worker import Worker
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+from tests.helpers import wait_until
 
 
 def start_worker(app: App, queues: list[str], **options) -> tuple[Worker, threading.Thread]:
