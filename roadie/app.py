@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from roadie.admin import Admin
-from roadie.backends import open_backend
+from roadie.backends import check_database_url, open_backend
 from roadie.backends.base import Backend
 from roadie.clock import Clock
 from roadie.config import (
@@ -22,8 +22,8 @@ from roadie.config import (
     check_task_name,
     database_url,
     is_storable_id,
-    parse_database_url,
     parse_duration,
+    shown,
 )
 from roadie.errors import InvalidInput, UnknownTask
 from roadie.jobs import Job, NewJob, encode_args
@@ -99,7 +99,13 @@ class Task:
             raise InvalidInput("enqueue_many takes no idempotency_key: a key names one job")
         if isinstance(args_list, Mapping | str | bytes):
             raise InvalidInput("enqueue_many takes a list of argument objects")
-        new_jobs = [self.app.new_job(self, dict(args), self.overrides) for args in args_list]
+        new_jobs = []
+        for args in args_list:
+            if not isinstance(args, Mapping):
+                raise InvalidInput(
+                    f"enqueue_many takes argument objects, not {type(args).__name__}"
+                )
+            new_jobs.append(self.app.new_job(self, dict(args), self.overrides))
         return self.app.insert(new_jobs) if new_jobs else []
 
     def __call__(self, ctx: Any, **args: Any) -> Any:
@@ -123,8 +129,8 @@ class App:
         self.database_url = _database_url_or_default(database_url)
         self.lease = parse_duration(lease, "lease")
         if self.lease < 1:
-            raise InvalidInput(f"bad lease {lease!r}: must be at least 1s")
-        self.max_args_bytes = max_args_bytes
+            raise InvalidInput(f"bad lease {shown(lease)}: must be at least 1s")
+        self.max_args_bytes = check_int(max_args_bytes, "max_args_bytes", (1, 1 << 30))
         self.retry_on = normalize_retry_on(retry_on)
         self.clock = clock
         self.pool_size = pool_size
@@ -145,7 +151,7 @@ class App:
 
     def use_database(self, url: str) -> None:
         """Point the app at another database (the CLI's --database-url wins over the code's)."""
-        parse_database_url(url)
+        check_database_url(url)
         self.close()
         self.database_url = url
 
@@ -205,7 +211,7 @@ class App:
     def get_task(self, name: str) -> Task:
         task = self.tasks.get(name) if isinstance(name, str) else None
         if task is None:
-            raise UnknownTask(f"unknown task {name!r}")
+            raise UnknownTask(f"unknown task {shown(name)}")
         return task
 
     # -- jobs --------------------------------------------------------------------------------
@@ -233,7 +239,7 @@ class App:
         )
         if args is not None and not isinstance(args, Mapping):
             raise InvalidInput(f"arguments must be a JSON object, not {type(args).__name__}")
-        return task.enqueue(**dict(args or {}))
+        return self.insert([self.new_job(task, dict(args or {}), task.overrides)])[0]
 
     def get_job(self, job_id: int) -> Job | None:
         """The job's current snapshot, or None if there is no such job."""
@@ -243,10 +249,16 @@ class App:
         """Validate one job's arguments and options; raises InvalidInput, writes nothing."""
         delay = parse_duration(options.delay, "delay") if options.delay is not None else 0.0
         if delay > MAX_DELAY_SECONDS:
-            raise InvalidInput(f"bad delay {options.delay!r}: at most 10 years")
+            raise InvalidInput(f"bad delay {shown(options.delay)}: at most 10 years")
         key = options.idempotency_key
         if key is not None and not (isinstance(key, str) and 1 <= len(key) <= 255):
-            raise InvalidInput(f"bad idempotency_key {key!r}: must be text of 1-255 characters")
+            raise InvalidInput(
+                f"bad idempotency_key {shown(key)}: must be text of 1-255 characters"
+            )
+        if key is not None and ("\x00" in key or not _is_utf8(key)):
+            raise InvalidInput(
+                f"bad idempotency_key {shown(key)}: must be valid Unicode text without NUL"
+            )
         return NewJob(
             queue=check_queue(task.queue if options.queue is None else options.queue),
             task=task.name,
@@ -325,15 +337,24 @@ class App:
 
 def _database_url_or_default(url: str | None) -> str:
     chosen = database_url(url)
-    parse_database_url(chosen)
+    check_database_url(chosen)
     return chosen
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text holding a lone surrogate, which no database can store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_run_at(run_at: object) -> datetime | None:
     if run_at is None:
         return None
     if not isinstance(run_at, datetime):
-        raise InvalidInput(f"bad run_at {run_at!r}: must be a datetime")
+        raise InvalidInput(f"bad run_at {shown(run_at)}: must be a datetime")
     if run_at.tzinfo is None:
         raise InvalidInput(f"bad run_at {run_at.isoformat()}: must be timezone-aware")
     now = datetime.now(UTC)

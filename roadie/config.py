@@ -18,8 +18,16 @@ MAX_ATTEMPTS_RANGE = (1, 1000)
 MAX_DELAY_SECONDS = 10 * 365 * 86400
 MAX_ID = 2**63 - 1  # job ids are 64-bit in both engines
 DEFAULT_MAX_ARGS_BYTES = 256 * 1024
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")  # no unit: seconds
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A bad value as it goes into a one-line error message: its repr, cut to `limit`, with any
+    password in a URL masked."""
+    text = _URL_PASSWORD.sub(r"\1***@", repr(value))
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def parse_duration(value: object, what: str = "duration") -> float:
@@ -27,28 +35,33 @@ def parse_duration(value: object, what: str = "duration") -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool):
-        raise InvalidInput(f"bad {what} {value!r}: use e.g. 500ms, 30s, 15m, 2h, 7d")
+        raise InvalidInput(f"bad {what} {shown(value)}: use e.g. 500ms, 30s, 15m, 2h, 7d")
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond any float
+            seconds = math.inf
     elif isinstance(value, str) and (match := _DURATION.fullmatch(value)):
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
     else:
-        raise InvalidInput(f"bad {what} {value!r}: use e.g. 500ms, 30s, 15m, 2h, 7d")
+        raise InvalidInput(f"bad {what} {shown(value)}: use e.g. 500ms, 30s, 15m, 2h, 7d")
     if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidInput(f"bad {what} {value!r}: must be a finite, non-negative duration")
+        raise InvalidInput(f"bad {what} {shown(value)}: must be a finite, non-negative duration")
     return seconds
 
 
 def check_queue(name: object) -> str:
     if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
-        raise InvalidInput(f"invalid queue name {name!r}: use 1-64 characters of a-z 0-9 _ . -")
+        raise InvalidInput(
+            f"invalid queue name {shown(name)}: use 1-64 characters of a-z 0-9 _ . -"
+        )
     return name
 
 
 def check_task_name(name: object) -> str:
     if not isinstance(name, str) or not TASK_NAME.fullmatch(name):
         raise InvalidInput(
-            f"invalid task name {name!r}: use 1-128 characters of A-Z a-z 0-9 _ . : -"
+            f"invalid task name {shown(name)}: use 1-128 characters of A-Z a-z 0-9 _ . : -"
         )
     return name
 
@@ -56,14 +69,14 @@ def check_task_name(name: object) -> str:
 def is_storable_id(value: object) -> bool:
     """Whether a job id can name a row (a 64-bit integer); refuses what is not an integer."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"bad job id {value!r}: must be an integer")
+        raise InvalidInput(f"bad job id {shown(value)}: must be an integer")
     return -MAX_ID <= value <= MAX_ID
 
 
 def check_int(value: object, what: str, bounds: tuple[int, int]) -> int:
     low, high = bounds
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"bad {what} {value!r}: must be an integer from {low} to {high}")
+        raise InvalidInput(f"bad {what} {shown(value)}: must be an integer from {low} to {high}")
     return value
 
 
@@ -92,16 +105,18 @@ class DatabaseURL:
 def parse_database_url(url: object) -> DatabaseURL:
     """Which engine a URL names; refuses anything else with a one-line reason."""
     if not isinstance(url, str) or not url:
-        raise InvalidInput(f"malformed database URL {url!r}")
+        raise InvalidInput(f"malformed database URL {shown(url)}")
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         if not path or "?" in path:
-            raise InvalidInput(f"malformed database URL {url!r}: use sqlite:///path/to/file.db")
+            raise InvalidInput(
+                f"malformed database URL {shown(url)}: use sqlite:///path/to/file.db"
+            )
         return DatabaseURL("sqlite", path)
     if url.startswith(("postgresql://", "postgres://")):
         if url.count("://") != 1 or len(url.split("://", 1)[1]) == 0:
-            raise InvalidInput(f"malformed database URL {url!r}")
+            raise InvalidInput(f"malformed database URL {shown(url)}")
         return DatabaseURL("postgresql", url)
     raise InvalidInput(
-        f"malformed database URL {url!r}: use sqlite:///file.db or postgresql://user@host/db"
+        f"malformed database URL {shown(url)}: use sqlite:///file.db or postgresql://user@host/db"
     )

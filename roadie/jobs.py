@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from roadie.config import shown
 from roadie.errors import InvalidInput
 
 PENDING, RUNNING, WAITING = "pending", "running", "waiting"
@@ -90,7 +91,11 @@ def encode_json(value: Any, what: str) -> str:
     """Serialize as strict JSON (no NaN, no pickling, no lone surrogates) or refuse."""
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    except ValueError:
+    except ValueError as exc:
+        if "ircular" in str(exc):
+            raise InvalidInput(
+                f"{what} hold a circular reference, which JSON cannot hold"
+            ) from None
         raise InvalidInput(f"{what} hold NaN or Infinity, which JSON does not allow") from None
     except TypeError as exc:
         raise InvalidInput(f"{what} are not JSON: {exc}") from None
@@ -111,12 +116,30 @@ def encode_args(args: Any, limit: int) -> str:
         )
     bad_keys = [key for key in args if not isinstance(key, str)]
     if bad_keys:
-        raise InvalidInput(f"argument names must be strings, not {bad_keys[0]!r}")
+        raise InvalidInput(f"argument names must be strings, not {shown(bad_keys[0])}")
     text = encode_json(args, "arguments")
     size = len(text.encode("utf-8"))
     if size > limit:
         raise InvalidInput(f"arguments are {size} bytes, over the limit of {limit} bytes")
+    _check_nested_keys(args)
     return text
+
+
+def _check_nested_keys(value: Any) -> None:
+    """Refuse object keys that are not text at any depth: JSON would silently turn 1 into "1".
+
+    Runs after a successful `json.dumps`, so the value is known to be finite and acyclic.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    raise InvalidInput(f"object keys in arguments must be text, not {shown(key)}")
+                stack.append(child)
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def clean_text(text: str | None, limit: int = MAX_ERROR_BYTES) -> str | None:

@@ -93,7 +93,7 @@ def list_command(
             str(job.priority), when(job.created_at), seconds(run_time(job)), (job.error or "")[:60],
         )  # fmt: skip
     console().print(table)
-    console().print(f"{len(jobs)} jobs")
+    console().print(f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s"))
     return 0
 
 
