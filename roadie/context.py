@@ -88,8 +88,12 @@ class JobContext:
         self.open_transaction = tx
         try:
             yield tx.connection
-        except BaseException:
+        except BaseException as exc:
+            lost = tx.lost()
             self.discard_transaction()
+            if lost:  # not the task's fault: a transient error, so the job runs again
+                reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+                raise DatabaseUnavailable(f"completion transaction lost: {reason}") from exc
             raise
 
     def discard_transaction(self) -> None:

@@ -17,8 +17,11 @@ class LeaseLost(RoadieError):
     """A fenced write matched no row: this worker no longer owns the job; its write changed nothing."""
 
 
-class DatabaseUnavailable(RoadieError):
-    """The database could not be reached or refused to serve; the operation may be retried."""
+class DatabaseUnavailable(RoadieError, ConnectionError):
+    """The database could not be reached or refused to serve; the operation may be retried.
+
+    A `ConnectionError`, so a task that meets it is retried (a transient error).
+    """
 
 
 class Transient(RoadieError):

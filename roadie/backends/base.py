@@ -115,6 +115,7 @@ class Transaction:
     commit: Callable[[], None]
     rollback: Callable[[], None]
     finished: bool = field(default=False)
+    lost: Callable[[], bool] = field(default=lambda: False)  # its connection died under it
 
 
 class Backend(Protocol):

@@ -50,7 +50,8 @@ def supervise(run_child: Callable[[], int], processes: int, burst: bool) -> int:
                     continue
                 log.warning("worker process %s exited with %s; restarting", child.pid, code)
                 time.sleep(RESTART_DELAY)
-                children.append(start())
+                if not stopping:  # a SIGTERM during the delay: the stop wins over the restart
+                    children.append(start())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

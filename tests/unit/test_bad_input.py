@@ -320,7 +320,6 @@ SPECIAL_BAD_DURATIONS = [
     "nan",
     "inf",
     "-5s",
-    "5",
     "1e3s",
     "5 seconds",
     "5sec",

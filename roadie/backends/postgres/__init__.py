@@ -184,7 +184,10 @@ class PostgresBackend(SQLBackend):
                 pool.putconn(conn)
 
         return Transaction(
-            connection=conn, commit=lambda: finish("commit"), rollback=lambda: finish("rollback")
+            connection=conn,
+            commit=lambda: finish("commit"),
+            rollback=lambda: finish("rollback"),
+            lost=lambda: conn.closed,
         )
 
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool:
