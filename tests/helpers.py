@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def run_together(fn: Callable[[Any], Any], inputs: Sequence[Any]) -> list[Any]:
@@ -26,11 +28,25 @@ def run_together(fn: Callable[[Any], Any], inputs: Sequence[Any]) -> list[Any]:
 
 
 def wait_until(
-    predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"
-) -> None:
-    """Poll `predicate` until it is true; fail after `timeout` seconds."""
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    what: str = "",
+    *,
+    interval: float = 0.05,
+    detail: Callable[[], Any] | None = None,
+) -> T:
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s.
+
+    On failure the message names `what` and, if given, what `detail()` says then.
+    """
     deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.01)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            extra = f"; {detail()}" if detail is not None else ""
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or predicate}{extra}"
+            )
+        time.sleep(interval)
