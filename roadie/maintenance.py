@@ -87,3 +87,5 @@ class Maintenance:
                 self.run_once()
             except DatabaseUnavailable as exc:
                 log.warning("maintenance skipped: %s", exc)
+            except Exception:  # a bug must not end upkeep for the life of the worker
+                log.exception("maintenance failed")

@@ -304,7 +304,12 @@ class Worker:
         interval = self.lease / 3
         wait = 0.0
         while not self._threads_stop.wait(wait):
-            wait = interval if self._beat() else min(1.0, interval)
+            try:
+                beat = self._beat()
+            except Exception:  # a bug must not end the heartbeat: leases would lapse
+                log.exception("heartbeat failed")
+                beat = False
+            wait = interval if beat else min(1.0, interval)
 
     def _beat(self) -> bool:
         """Register the worker and renew its leases; True if the database answered."""
@@ -343,7 +348,9 @@ class Worker:
                 if self.backend.wait_for_jobs(self.queues, timeout=0.1):
                     self._wake.set()
                 delay = 0.1
-            except DatabaseUnavailable:
+            except Exception as exc:  # the database away, or a bug: poll more slowly, never stop
+                if not isinstance(exc, DatabaseUnavailable):
+                    log.exception("waiting for new jobs failed")
                 self._threads_stop.wait(delay)
                 delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
@@ -364,7 +371,8 @@ class Worker:
             self.stop(graceful=graceful)
 
         signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a supervisor's child ignores it
+            signal.signal(signal.SIGINT, handle)
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         """Let in-flight jobs finish within the grace period, then release the rest."""

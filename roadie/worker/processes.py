@@ -20,7 +20,7 @@ RESTART_DELAY = 1.0
 
 
 def supervise(run_child: Callable[[], int], processes: int, burst: bool) -> int:
-    """Run `run_child` in `processes` forked children; returns the worst exit code."""
+    """Run `run_child` in `processes` forked children; 0 if every child ended well, else 1."""
     context = multiprocessing.get_context("fork")
     stopping = False
     worst = 0
@@ -35,7 +35,7 @@ def supervise(run_child: Callable[[], int], processes: int, burst: bool) -> int:
         stopping = True
         for child in children:
             if child.is_alive() and child.pid:
-                os.kill(child.pid, signum)
+                os.kill(child.pid, signal.SIGTERM)
 
     children = [start() for _ in range(processes)]
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -55,10 +55,12 @@ def supervise(run_child: Callable[[], int], processes: int, burst: bool) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return worst
+    return 1 if worst else 0
 
 
 def _child_main(run_child: Callable[[], int]) -> None:
+    """A worker process: SIGTERM comes from the supervisor; SIGINT (Ctrl-C reaches the whole
+    process group) is ignored, so one Ctrl-C is one graceful stop, not two signals."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os._exit(run_child())

@@ -164,6 +164,25 @@ def test_sigterm_stops_a_supervisor_while_it_restarts_a_dead_child(
     wait_until(lambda: not group_pids(supervisor.pid), 5, "no worker process left")
 
 
+def test_ctrl_c_to_a_supervisor_group_is_one_graceful_stop(
+    db: Database, tasks: App, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """Ctrl-C signals the whole process group; the children must not see it as a second signal."""
+    in_flight = tasks.tasks["record"].enqueue_many([{"seconds": 1.5} for _ in range(2)])
+    supervisor = start_worker("--processes", "2", "--concurrency", "1", *SWEEP)
+    wait_until(lambda: db.count("running") == 2, timeout=10, what="2 jobs running")
+
+    os.killpg(supervisor.pid, signal.SIGINT)
+
+    assert supervisor.wait(10) == 0
+    for job in in_flight:
+        done = tasks.get_job(job.id)
+        assert done is not None
+        assert (done.state, done.attempt) == ("complete", 1)
+    assert "stopping now" not in supervisor.log()
+    assert_effects_once(db, [job.id for job in in_flight])
+
+
 def test_processes_burst_exits_once_everything_is_done(
     db: Database, tasks: App, start_worker: Callable[..., WorkerProcess]
 ) -> None:

@@ -193,10 +193,18 @@ class SQLiteBackend(SQLBackend):
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise DatabaseUnavailable(f"SQLite write lock unavailable: {exc}") from None
+
+        def finish(statement: str) -> None:
+            try:
+                if conn.in_transaction:
+                    conn.execute(statement)
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise DatabaseUnavailable(f"SQLite {statement} failed: {exc}") from None
+
         return Transaction(
-            connection=conn,
-            commit=lambda: conn.execute("COMMIT"),
-            rollback=lambda: conn.execute("ROLLBACK") if conn.in_transaction else None,
+            connection=conn, commit=lambda: finish("COMMIT"), rollback=lambda: finish("ROLLBACK")
         )
 
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool:
