@@ -11,19 +11,26 @@ T = TypeVar("T")
 
 
 def run_together(fn: Callable[[Any], Any], inputs: Sequence[Any]) -> list[Any]:
-    """Call `fn(input)` for every input on its own thread, all released at once; the results."""
+    """Call `fn(input)` for every input on its own thread, all released at once; the results
+    (or the first error a thread raised)."""
     barrier = threading.Barrier(len(inputs))
     results: list[Any] = [None] * len(inputs)
+    errors: list[BaseException] = []
 
     def call(index: int) -> None:
         barrier.wait()
-        results[index] = fn(inputs[index])
+        try:
+            results[index] = fn(inputs[index])
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(inputs))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if errors:
+        raise errors[0]
     return results
 
 

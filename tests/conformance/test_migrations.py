@@ -28,13 +28,15 @@ def test_migrate_is_idempotent(app: App) -> None:
     assert app.backend.migration_versions() == {m.version for m in app.backend.migrations()}
 
 
-def test_racing_migrations_apply_each_version_once(make_app, tmp_path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    apps = [App(url) for _ in range(4)]
-    applied = run_together(App.migrate, apps)
-    for app in apps:
-        app.close()
-    assert sorted(v for versions in applied for v in versions) == [1]
+def test_racing_migrations_on_sqlite_apply_each_version_once(tmp_path) -> None:
+    """Four processes' worth of connections creating and migrating one new file at once."""
+    for round_ in range(20):
+        url = f"sqlite:///{tmp_path / f'race-{round_}.db'}"
+        apps = [App(url) for _ in range(4)]
+        applied = run_together(App.migrate, apps)
+        for app in apps:
+            app.close()
+        assert sorted(v for versions in applied for v in versions) == [1]
 
 
 def test_racing_migrations_on_postgres(pg_server_url) -> None:

@@ -81,7 +81,7 @@ class SQLiteBackend(SQLBackend):
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
@@ -220,6 +220,19 @@ class SQLiteBackend(SQLBackend):
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(f"SQLite wait failed: {exc}") from None
         return False
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database file to WAL (kept in the file). Switching needs the file to itself
+    and ignores busy_timeout, so connections racing to open a new file wait their turn here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _applied(conn: sqlite3.Connection) -> set[int]:
