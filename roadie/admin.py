@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
 from roadie.backends.base import Backend, JobQuery, WorkerInfo
 from roadie.config import check_int, check_queue, check_task_name, is_storable_id
 from roadie.errors import InvalidInput
 from roadie.jobs import STATES, Job
 
 MAX_LIST_LIMIT = 10_000
+DEFAULT_MAX_ATTEMPTS = 20
 
 
 class Admin:
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, tasks: Mapping[str, Any] | None = None) -> None:
         self.backend = backend
+        self.tasks = tasks or {}
 
     def list_jobs(
         self,
@@ -33,11 +39,38 @@ class Admin:
         return self.backend.job_list(query)
 
     def get_job(self, job_id: int) -> Job:
-        """The job, or InvalidInput("no job N")."""
+        """The job with its children, or InvalidInput("no job N")."""
         job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
         if job is None:
             raise InvalidInput(f"no job {job_id}")
-        return job
+        return replace(job, children=self.backend.job_list_children(job.id))
+
+    def cancel(self, job_ids: Sequence[int]) -> list[Job]:
+        """Cancel jobs that have not ended, with what waits under them; the ones cancelled.
+
+        A running job is cancelled cooperatively: its worker's writes are refused and its
+        `ctx.cancelled` turns true at the next heartbeat.
+        """
+        return [job for job_id in self._known(job_ids) if (job := self.backend.job_cancel(job_id))]
+
+    def retry(self, job_ids: Sequence[int]) -> list[Job]:
+        """Retry failed or cancelled jobs: a new attempt with a fresh allowance of the task's
+        max_attempts; a parent that failed through the job waits for it again."""
+        retried = []
+        for job_id in self._known(job_ids):
+            job = self.backend.job_get(job_id)
+            task = self.tasks.get(job.task) if job else None
+            allowance = task.max_attempts if task is not None else DEFAULT_MAX_ATTEMPTS
+            if (done := self.backend.job_requeue(job_id, allowance)) is not None:
+                retried.append(done)
+        return retried
+
+    def _known(self, job_ids: Sequence[int]) -> list[int]:
+        """The ids, after refusing (InvalidInput, nothing done) any that names no job."""
+        for job_id in job_ids:
+            if not is_storable_id(job_id) or self.backend.job_get(job_id) is None:
+                raise InvalidInput(f"no job {job_id}")
+        return list(job_ids)
 
     def workers(self) -> list[WorkerInfo]:
         return self.backend.worker_list()

@@ -11,6 +11,7 @@ from typing import Any
 from roadie.admin import Admin
 from roadie.backends import check_database_url, open_backend
 from roadie.backends.base import Backend
+from roadie.children import CHILD_FAILURE_POLICIES, Rules
 from roadie.clock import Clock
 from roadie.config import (
     DEFAULT_MAX_ARGS_BYTES,
@@ -47,9 +48,13 @@ class EnqueueOptions:
     max_attempts: int | None = None
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Task:
-    """A registered task. Call `.enqueue(**args)`, or `.options(...)` first to override defaults."""
+    """A registered task. Call `.enqueue(**args)`, or `.options(...)` first to override defaults.
+
+    `role` is "task", or "child_callback" / "complete_callback" for a parent's callbacks, which
+    receive the parent as `ctx.job` (and the child as their second argument).
+    """
 
     app: App
     fn: Callable[..., Any]
@@ -61,10 +66,33 @@ class Task:
     retry_on: Mapping[type[BaseException], Backoff | None]
     backoff: Backoff
     overrides: EnqueueOptions = EnqueueOptions()
+    role: str = "task"
+    on_child_failure: str = "continue"
+    child_callback: str | None = None
+    complete_callback: str | None = None
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.fn)
+
+    @property
+    def rules(self) -> Rules:
+        """What this task's jobs do when the children they spawned end."""
+        return Rules(self.child_callback, self.complete_callback, self.on_child_failure)
+
+    def on_child_complete(self, fn: Callable[..., Any]) -> Task:
+        """Register `fn(ctx, child)`: run once for each child that ends, as a job on this task's
+        queue, with the parent as `ctx.job`. Raising Permanent fails the parent."""
+        callback = self.app.register_task(fn, queue=self.queue, role="child_callback")
+        self.child_callback = callback.name
+        return callback
+
+    def on_complete(self, fn: Callable[..., Any]) -> Task:
+        """Register `fn(ctx)`: run once when every child (and every callback) has ended, before
+        the parent completes, with the parent as `ctx.job`."""
+        callback = self.app.register_task(fn, queue=self.queue, role="complete_callback")
+        self.complete_callback = callback.name
+        return callback
 
     def options(
         self,
@@ -147,7 +175,7 @@ class App:
 
     @property
     def admin(self) -> Admin:
-        return Admin(self.backend)
+        return Admin(self.backend, self.tasks)
 
     def use_database(self, url: str) -> None:
         """Point the app at another database (the CLI's --database-url wins over the code's)."""
@@ -183,30 +211,67 @@ class App:
         timeout: Any = None,
         retry_on: Any = (),
         backoff: Backoff | None = None,
+        on_child_failure: str = "continue",
     ) -> Any:
-        """Register a function (sync or async, first parameter `ctx`) as a task."""
+        """Register a function (sync or async, first parameter `ctx`) as a task.
+
+        `on_child_failure`: when a child fails the parent ("continue": its other children run
+        on; "cancel": those not yet started are cancelled).
+        """
 
         def register(fn: Callable[..., Any]) -> Task:
-            task_name = check_task_name(name or fn.__name__)
-            if task_name in self.tasks:
-                raise InvalidInput(f"task {task_name!r} is registered twice")
-            if backoff is not None and not isinstance(backoff, Backoff):
-                raise InvalidInput(f"bad backoff {backoff!r}: use roadie.Backoff(...)")
-            task = Task(
-                app=self,
-                fn=fn,
-                name=task_name,
-                queue=check_queue(queue),
-                priority=check_priority(priority),
-                max_attempts=check_max_attempts(max_attempts),
-                timeout=parse_duration(timeout, "timeout") if timeout is not None else None,
-                retry_on={**self.retry_on, **normalize_retry_on(retry_on)},
-                backoff=backoff or DEFAULT_BACKOFF,
+            return self.register_task(
+                fn,
+                name=name,
+                queue=queue,
+                priority=priority,
+                max_attempts=max_attempts,
+                timeout=timeout,
+                retry_on=retry_on,
+                backoff=backoff,
+                on_child_failure=on_child_failure,
             )
-            self.tasks[task_name] = task
-            return task
 
         return register(fn) if fn is not None else register
+
+    def register_task(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        priority: int = 0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout: Any = None,
+        retry_on: Any = (),
+        backoff: Backoff | None = None,
+        on_child_failure: str = "continue",
+        role: str = "task",
+    ) -> Task:
+        task_name = check_task_name(name or getattr(fn, "__name__", None))
+        if task_name in self.tasks:
+            raise InvalidInput(f"task {task_name!r} is registered twice")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise InvalidInput(f"bad backoff {shown(backoff)}: use roadie.Backoff(...)")
+        if on_child_failure not in CHILD_FAILURE_POLICIES:
+            raise InvalidInput(
+                f"bad on_child_failure {shown(on_child_failure)}: use 'continue' or 'cancel'"
+            )
+        task = Task(
+            app=self,
+            fn=fn,
+            name=task_name,
+            queue=check_queue(queue),
+            priority=check_priority(priority),
+            max_attempts=check_max_attempts(max_attempts),
+            timeout=parse_duration(timeout, "timeout") if timeout is not None else None,
+            retry_on={**self.retry_on, **normalize_retry_on(retry_on)},
+            backoff=backoff or DEFAULT_BACKOFF,
+            role=role,
+            on_child_failure=on_child_failure,
+        )
+        self.tasks[task_name] = task
+        return task
 
     def get_task(self, name: str) -> Task:
         task = self.tasks.get(name) if isinstance(name, str) else None
@@ -242,11 +307,14 @@ class App:
         return self.insert([self.new_job(task, dict(args or {}), task.overrides)])[0]
 
     def get_job(self, job_id: int) -> Job | None:
-        """The job's current snapshot, or None if there is no such job."""
-        return self.backend.job_get(job_id) if is_storable_id(job_id) else None
+        """The job's current snapshot with its children, or None if there is no such job."""
+        job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
+        return replace(job, children=self.backend.job_list_children(job.id)) if job else None
 
     def new_job(self, task: Task, args: dict[str, Any], options: EnqueueOptions) -> NewJob:
         """Validate one job's arguments and options; raises InvalidInput, writes nothing."""
+        if task.role != "task":
+            raise InvalidInput(f"{task.name!r} is a callback: it runs when a child job ends")
         delay = parse_duration(options.delay, "delay") if options.delay is not None else 0.0
         if delay > MAX_DELAY_SECONDS:
             raise InvalidInput(f"bad delay {shown(options.delay)}: at most 10 years")

@@ -6,13 +6,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from roadie.backends.base import Backend, Transaction
 from roadie.errors import DatabaseUnavailable, InvalidInput, RoadieError
-from roadie.jobs import Fence, Job, encode_json
+from roadie.jobs import Fence, Job, NewJob, encode_json
 
 log = logging.getLogger("roadie")
 PROGRESS_INTERVAL = 0.2  # seconds between progress writes; later reports wait for the heartbeat
@@ -21,8 +21,17 @@ PROGRESS_INTERVAL = 0.2  # seconds between progress writes; later reports wait f
 class JobContext:
     """What a running task may see and do. One per attempt; discarded when the attempt ends."""
 
-    def __init__(self, job: Job, fence: Fence, backend: Backend, deadline: float | None = None):
+    def __init__(
+        self,
+        job: Job,
+        fence: Fence,
+        backend: Backend,
+        deadline: float | None = None,
+        spawner: Callable[[Any, dict[str, Any]], NewJob] | None = None,
+    ):
         self.job = job
+        self.spawned: list[NewJob] = []
+        self._spawner = spawner
         self._fence = fence
         self._backend = backend
         self._deadline = deadline  # time.monotonic() past which the task's timeout has run out
@@ -41,6 +50,17 @@ class JobContext:
 
     def cancel(self) -> None:
         self._cancelled.set()
+
+    def spawn(self, task: Any, **args: Any) -> None:
+        """Add a child job: a task, a task name, or `task.options(queue=..., ...)`.
+
+        Children are written with this job's completion, in one transaction: if the handler
+        raises, or its worker dies first, none exist, and the retry spawns them again. The job
+        then waits for them (`waiting`) and completes when they have all ended.
+        """
+        if self._spawner is None:
+            raise RoadieError("ctx.spawn() is for tasks; a callback cannot spawn")
+        self.spawned.append(self._spawner(task, args))
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Report how far the job is (0.0 to 1.0), for administrators; frequent calls are merged."""

@@ -33,7 +33,15 @@ class Transient(RoadieError):
 
 
 class Permanent(RoadieError):
-    """Raise from a task to fail it now, with no retry, flagged for review."""
+    """Raise from a task to fail it now, with no retry, flagged for review.
+
+    `failure` names the kind of failure (default "permanent"); raised from a parent's
+    callback, it is the failure the parent is given (default "child_failed").
+    """
+
+    def __init__(self, message: str = "", failure: str | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class SchemaMissing(RoadieError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -49,11 +49,24 @@ class Job:
     timeout: float | None = None
     needs_review: bool = False  # failed and not yet dealt with by an administrator
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    callback_key: str | None = None  # set on a callback job: which ending it answers
+    children: list[Job] | None = None  # the jobs it spawned, when read with them (get_job)
+
+    @property
+    def child_counts(self) -> dict[str, int]:
+        """How many of its children are in each state (read with `app.get_job`)."""
+        counts: dict[str, int] = {}
+        for child in self.children or []:
+            counts[child.state] = counts.get(child.state, 0) + 1
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of `--json` output: timestamps as ISO 8601 with an offset."""
-        data = asdict(self)
-        data["attempts"] = [_iso_times(record) for record in data["attempts"]]
+        """The JSON shape of `--json` output: timestamps as ISO 8601 with an offset; `children`
+        as job objects when they were read, else left out."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "children"}
+        data["attempts"] = [_iso_times(record) for record in self.attempts]
+        if self.children is not None:
+            data["children"] = [child.to_dict() for child in self.children]
         return _iso_times(data)
 
 
@@ -80,11 +93,16 @@ class NewJob:
 
 @dataclass(frozen=True)
 class Fence:
-    """What a worker owns: every write about a running job must match all three."""
+    """What a worker owns: every write about a running job must match the first three.
+
+    `parent_id` says the job sits in a tree, so its end must be told to its parent in the same
+    transaction.
+    """
 
     job_id: int
     attempt: int
     worker_id: str
+    parent_id: int | None = None
 
 
 def encode_json(value: Any, what: str) -> str:

@@ -37,7 +37,7 @@ def settle_failure(
 
 def expire_job(backend: Backend, job: Job, backoff: Any = DEFAULT_BACKOFF) -> bool:
     """End a running job's attempt as `expired` (timeout or admin), retrying it or failing it."""
-    fence = Fence(job.id, job.attempt, job.locked_by or "")
+    fence = Fence(job.id, job.attempt, job.locked_by or "", job.parent_id)
     decision = decide_expiry(job.attempt, job.max_attempts, backoff)
     error = f"timed out after {job.timeout:g}s" if job.timeout else "expired"
     return settle_failure(backend, fence, decision, "expired", error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +84,7 @@ def decide(
 ) -> Decision:
     """Classify an error and, for a transient one with attempts left, choose the delay."""
     if isinstance(exc, Permanent):
-        return Decision(retry=False, failure="permanent")
+        return Decision(retry=False, failure=_failure_kind(exc.failure))
     own_backoff = _transient_backoff(exc, retry_on)
     if own_backoff is None:
         return Decision(retry=False, failure="permanent")
@@ -125,3 +126,11 @@ def decide_expiry(
     if attempt >= max_attempts:
         return Decision(retry=False, failure="expired")
     return Decision(retry=True, delay=backoff.delay(attempt, rng))
+
+
+FAILURE_KIND = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _failure_kind(failure: object) -> str:
+    """A task's own failure kind if it is a plain name, else "permanent"."""
+    return failure if isinstance(failure, str) and FAILURE_KIND.fullmatch(failure) else "permanent"

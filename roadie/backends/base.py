@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import resources
 from typing import Any, Protocol
 
+from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
 from roadie.jobs import Fence, Job, NewJob
 
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
@@ -23,17 +24,30 @@ JOB_COLUMNS = (
     "created_at", "run_at", "started_at", "finished_at", "result", "error", "failure",
     "needs_review", "progress",
     "parent_id", "locked_by", "lock_expires_at", "idempotency_key", "timeout", "attempts",
+    "callback_key", "on_child_complete", "on_complete", "on_child_failure",
 )  # fmt: skip
 WORKER_COLUMNS = (
     "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "stopped_at",
 )  # fmt: skip
 SCHEMA = {"roadie_jobs": JOB_COLUMNS, "roadie_workers": WORKER_COLUMNS}
 
+CALLBACK_MAX_ATTEMPTS = 20  # a callback job's allowance (its own task's settings live in code)
+
 QUERY_NAMES = frozenset(
     {
         "job_insert",
         "job_get",
         "job_get_by_idempotency_key",
+        "job_get_by_callback_key",
+        "job_lock",
+        "job_count_open",
+        "job_insert_callback",
+        "job_end_waiting",
+        "job_cancel",
+        "job_cancel_tree",
+        "job_requeue",
+        "job_reopen",
+        "job_list_children",
         "job_list",
         "job_claim",
         "job_complete",
@@ -134,7 +148,12 @@ class Backend(Protocol):
     def job_list(self, query: JobQuery) -> list[Job]: ...
     def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]: ...
     def job_complete(
-        self, fence: Fence, result_json: str, tx: Transaction | None = None
+        self,
+        fence: Fence,
+        result_json: str,
+        tx: Transaction | None = None,
+        children: Sequence[NewJob] = (),
+        rules: Rules | None = None,
     ) -> bool: ...
     def job_retry(
         self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
@@ -144,6 +163,9 @@ class Backend(Protocol):
     ) -> bool: ...
     def job_progress(self, fence: Fence, progress_json: str) -> bool: ...
     def job_list_timed_out(self) -> list[Job]: ...
+    def job_list_children(self, parent_id: int) -> list[Job]: ...
+    def job_cancel(self, job_id: int) -> Job | None: ...
+    def job_requeue(self, job_id: int, allowance: int) -> Job | None: ...
 
     def lease_renew(
         self, worker_id: str, fences: Sequence[Fence], lease: float
@@ -197,6 +219,7 @@ def row_to_job(
         idempotency_key=row["idempotency_key"],
         timeout=row["timeout"],
         attempts=attempts,
+        callback_key=row["callback_key"],
     )
 
 
@@ -265,6 +288,13 @@ class SQLBackend:
     def _writing(self) -> AbstractContextManager[Runner]:
         raise NotImplementedError
 
+    def _atomic(self) -> AbstractContextManager[Runner]:
+        """Like `_writing()`, with every statement in one transaction."""
+        raise NotImplementedError
+
+    def _tx_runner(self, tx: Transaction) -> Runner:
+        return lambda name, **params: self._run_in(tx, name, self._params(params))
+
     def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> Any:
         raise NotImplementedError
 
@@ -301,7 +331,8 @@ class SQLBackend:
     def _changed(self, name: str, **params: Any) -> bool:
         """Run a fenced write; True if it matched its one row."""
         with self._writing() as run:
-            return run(name, **params).rowcount == 1
+            cursor = run(name, **params)
+            return len(cursor.fetchall()) == 1 if cursor.description else cursor.rowcount == 1
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -330,11 +361,44 @@ class SQLBackend:
         rows = self._write("job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease)
         return sorted((self._job(row) for row in rows), key=lambda j: (-j.priority, j.id))
 
-    def job_complete(self, fence: Fence, result_json: str, tx: Transaction | None = None) -> bool:
-        if tx is None:
-            return self._changed("job_complete", **_fence(fence), result=result_json)
-        params = self._params({**_fence(fence), "result": result_json})
-        return self._run_in(tx, "job_complete", params).rowcount == 1
+    def job_complete(
+        self,
+        fence: Fence,
+        result_json: str,
+        tx: Transaction | None = None,
+        children: Sequence[NewJob] = (),
+        rules: Rules | None = None,
+    ) -> bool:
+        """Record a handler's result, fenced. With `children`, the job waits for them (they are
+        inserted in the same transaction); a job in a tree tells its parent, in it too."""
+        rules = rules or Rules()
+        params = {
+            **_fence(fence),
+            "result": result_json,
+            "state": "waiting" if children else "complete",
+            "on_child_complete": rules.on_child_complete if children else None,
+            "on_complete": rules.on_complete if children else None,
+            "on_child_failure": rules.on_child_failure if children else None,
+        }
+
+        def complete(run: Runner) -> bool:
+            rows = run("job_complete", **params).fetchall()
+            if not rows:
+                return False
+            job = self._job(rows[0])
+            if children:
+                spawned = [replace(child, parent_id=job.id) for child in children]
+                run("job_insert", jobs=encode_batch(spawned, self._encode_time)).fetchall()
+            else:
+                self._tell_parent(run, job)
+            return True
+
+        if tx is not None:
+            return complete(self._tx_runner(tx))
+        if not children and fence.parent_id is None:
+            return self._changed("job_complete", **params)  # the common case: one statement
+        with self._atomic() as run:
+            return complete(run)
 
     def job_retry(
         self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
@@ -351,14 +415,20 @@ class SQLBackend:
     def job_fail(
         self, fence: Fence, failure: str, outcome: str, error: str | None, traceback: str | None
     ) -> bool:
-        return self._changed(
-            "job_fail",
+        params = {
             **_fence(fence),
-            failure=failure,
-            outcome=outcome,
-            error=error,
-            traceback=traceback,
-        )
+            "failure": failure,
+            "outcome": outcome,
+            "error": error,
+            "traceback": traceback,
+        }
+        if fence.parent_id is None:
+            return self._changed("job_fail", **params)
+        with self._atomic() as run:
+            rows = run("job_fail", **params).fetchall()
+            for row in rows:
+                self._tell_parent(run, self._job(row))
+            return bool(rows)
 
     def job_progress(self, fence: Fence, progress_json: str) -> bool:
         return self._changed("job_progress", **_fence(fence), progress=progress_json)
@@ -378,7 +448,91 @@ class SQLBackend:
         return {(row["id"], row["attempt"]) for row in rows}
 
     def lease_reap(self, max_lost: int) -> list[Job]:
-        return [self._job(row) for row in self._write("lease_reap", max_lost=max_lost)]
+        with self._atomic() as run:
+            reaped = [self._job(row) for row in run("lease_reap", max_lost=max_lost).fetchall()]
+            for job in reaped:
+                if job.state == "failed":
+                    self._tell_parent(run, job)
+            return reaped
+
+    # -- trees -------------------------------------------------------------------------------
+
+    def job_list_children(self, parent_id: int) -> list[Job]:
+        return [self._job(row) for row in self._read("job_list_children", parent_id=parent_id)]
+
+    def job_cancel(self, job_id: int) -> Job | None:
+        """Cancel a job that has not ended and what waits under it; its parent hears of it."""
+        with self._atomic() as run:
+            rows = run("job_cancel", id=job_id).fetchall()
+            if not rows:
+                return None
+            job = self._job(rows[0])
+            run("job_cancel_tree", id=job.id).fetchall()
+            self._tell_parent(run, job)
+            return job
+
+    def job_requeue(self, job_id: int, allowance: int) -> Job | None:
+        """Retry an ended job as a new attempt; parents that failed through it wait again."""
+        with self._atomic() as run:
+            rows = run("job_requeue", id=job_id, allowance=allowance).fetchall()
+            if not rows:
+                return None
+            job = self._job(rows[0])
+            parent_id = job.parent_id
+            while parent_id is not None:
+                reopened = run("job_reopen", id=parent_id).fetchall()
+                parent_id = reopened[0]["parent_id"] if reopened else None
+            return job
+
+    def _tell_parent(self, run: Runner, ended: Job) -> None:
+        """`ended` reached a terminal state: take its parent's next step, and so on up the tree.
+
+        The parent's row is locked first, so children ending at once take turns.
+        """
+        while ended.parent_id is not None:
+            row = run("job_lock", id=ended.parent_id).fetchall()[0]
+            parent = self._job(row)
+            rules = Rules(
+                row["on_child_complete"], row["on_complete"], row["on_child_failure"] or "continue"
+            )
+            open_jobs = run("job_count_open", parent_id=parent.id).fetchall()[0]["open"]
+            key = complete_callback_key(parent.id)
+            has_complete_callback = bool(
+                rules.on_complete and run("job_get_by_callback_key", key=key).fetchall()
+            )
+            step = next_step(parent, rules, ended, open_jobs, has_complete_callback)
+            if step.kind == "child_callback":
+                args = {"child_id": ended.id}
+                self._insert_callback(
+                    run, parent, rules.on_child_complete, child_callback_key(ended), args
+                )
+                return
+            if step.kind == "complete_callback":
+                self._insert_callback(run, parent, rules.on_complete, key, {})
+                return
+            if step.kind == "nothing":
+                return
+            state = "complete" if step.kind == "complete" else "failed"
+            rows = run(
+                "job_end_waiting", id=parent.id, state=state, failure=step.failure, error=step.error
+            ).fetchall()
+            if step.kind == "fail" and rules.on_child_failure == "cancel":
+                run("job_cancel_tree", id=parent.id).fetchall()
+            ended = self._job(rows[0])
+
+    def _insert_callback(
+        self, run: Runner, parent: Job, task: str | None, key: str, args: dict[str, Any]
+    ) -> None:
+        run(
+            "job_insert_callback",
+            queue=parent.queue,
+            task=task,
+            args=json.dumps(args),
+            priority=parent.priority,
+            max_attempts=CALLBACK_MAX_ATTEMPTS,
+            parent_id=parent.id,
+            callback_key=key,
+        )
 
     # -- workers -----------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import click
 from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
 
+from roadie.admin import Admin
 from roadie.cli.common import (
     app_options,
     console,
@@ -18,6 +21,9 @@ from roadie.cli.common import (
     when,
 )
 from roadie.jobs import STATES, Job
+
+TREE_WIDTH = 50
+TREE_DEPTH = 4
 
 
 @click.command("enqueue")
@@ -105,10 +111,9 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
     """Show one job: arguments, result, progress, timing, every attempt with its error."""
     with load_app(app_spec, database_url) as app:
         job = app.admin.get_job(job_id)
+        tree = child_tree(app.admin, job) if job.children else None
     if as_json:
-        data = job.to_dict()
-        data["children"] = []
-        print_json(data)
+        print_json(job.to_dict())
         return 0
     out = console()
     out.print(f"job {job.id}  {job.task}  ({job.state})", markup=False, style="bold")
@@ -148,6 +153,52 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
         if last_traceback:
             out.print("last traceback:", markup=False)
             out.print(last_traceback.rstrip(), markup=False)
+    if tree is not None:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(job.child_counts.items()))
+        out.print(f"children: {counts}", markup=False)
+        out.print(tree)
+    return 0
+
+
+def child_tree(admin: Admin, job: Job, depth: int = 0) -> Tree:
+    """The job's children, and theirs, as a tree (the first TREE_WIDTH of each, TREE_DEPTH deep)."""
+    tree = Tree(Text(f"{job.id} {job.task} ({job.state})"))
+    children = job.children or []
+    for child in children[:TREE_WIDTH]:
+        label = f"{child.id} {child.task} ({child.state})" + (
+            f" {child.error}" if child.error else ""
+        )
+        if depth + 1 < TREE_DEPTH and child.state in ("waiting", "complete", "failed"):
+            subtree = child_tree(admin, admin.get_job(child.id), depth + 1)
+            if subtree.children:
+                subtree.label = Text(label)
+                tree.children.append(subtree)
+                continue
+        tree.add(Text(label))
+    if len(children) > TREE_WIDTH:
+        tree.add(Text(f"... {len(children) - TREE_WIDTH} more"))
+    return tree
+
+
+@jobs_group.command("cancel")
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+@app_options
+def cancel_command(job_ids: tuple[int, ...], app_spec: str | None, database_url: str | None) -> int:
+    """Cancel jobs that have not ended, with the jobs waiting under them."""
+    with load_app(app_spec, database_url) as app:
+        cancelled = app.admin.cancel(job_ids)
+    click.echo(f"cancelled {len(cancelled)} of {len(job_ids)} jobs")
+    return 0
+
+
+@jobs_group.command("retry")
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+@app_options
+def retry_command(job_ids: tuple[int, ...], app_spec: str | None, database_url: str | None) -> int:
+    """Retry failed or cancelled jobs as a new attempt (a failed parent waits for them again)."""
+    with load_app(app_spec, database_url) as app:
+        retried = app.admin.retry(job_ids)
+    click.echo(f"retried {len(retried)} of {len(job_ids)} jobs")
     return 0
 
 

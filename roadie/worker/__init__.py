@@ -165,7 +165,7 @@ class Worker:
         return max(0.0, min(self.poll_interval, min(deadlines) - time.monotonic()))
 
     def _dispatch(self, job: Job) -> None:
-        execution = Execution(job, self.id, self.backend, self.tasks.get(job.task))
+        execution = Execution(job, self.id, self.backend, self.tasks.get(job.task), self.tasks)
         with self._inflight_lock:
             self._inflight[(job.id, job.attempt)] = execution
         if execution.is_async:
@@ -225,11 +225,12 @@ class Worker:
             )
         if outcome.decision is None:
             assert outcome.result_json is not None
+            children, rules = ctx.spawned, execution.task.rules if execution.task else None
             if tx is None:
-                return self.backend.job_complete(fence, outcome.result_json)
+                return self.backend.job_complete(fence, outcome.result_json, None, children, rules)
             tx.finished = True  # kept on ctx until committed: a failure here is seen above
             try:
-                done = self.backend.job_complete(fence, outcome.result_json, tx)
+                done = self.backend.job_complete(fence, outcome.result_json, tx, children, rules)
             except DatabaseUnavailable:
                 tx.rollback()
                 raise

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from roadie.backends.base import Backend
+from roadie.children import Rules
+from roadie.config import shown
 from roadie.context import JobContext
-from roadie.errors import InvalidInput
-from roadie.jobs import Fence, Job, clean_text, encode_json
+from roadie.errors import InvalidInput, Permanent, UnknownTask
+from roadie.jobs import Fence, Job, NewJob, clean_text, encode_json
 from roadie.retry import Backoff, Decision, decide, describe
 
 
@@ -26,6 +28,8 @@ class RunnableTask(Protocol):
     fn: Any
     retry_on: Mapping[type[BaseException], Backoff | None]
     backoff: Backoff
+    role: str
+    rules: Rules
 
 
 @dataclass(frozen=True)
@@ -42,14 +46,24 @@ class Outcome:
 class Execution:
     """A claimed job in this worker's hands, from claim to its one fenced final write."""
 
-    def __init__(self, job: Job, worker_id: str, backend: Backend, task: RunnableTask | None):
+    def __init__(
+        self,
+        job: Job,
+        worker_id: str,
+        backend: Backend,
+        task: RunnableTask | None,
+        tasks: Mapping[str, RunnableTask] | None = None,
+    ):
         self.job = job
         self.task = task
-        self.fence = Fence(job.id, job.attempt, worker_id)
+        self.backend = backend
+        self.tasks = tasks or {}
+        self.fence = Fence(job.id, job.attempt, worker_id, job.parent_id)
         self.renewed_at = time.monotonic()  # when the lease was last taken or renewed
         deadline = self.renewed_at + job.timeout if job.timeout else None
         self.deadline = deadline
-        self.ctx = JobContext(job, self.fence, backend, deadline)
+        spawner = self.new_child if task is not None and task.role == "task" else None
+        self.ctx = JobContext(job, self.fence, backend, deadline, spawner)
         self.lock = threading.Lock()
         self.settled = False  # the final write was made, or the job was given up
         self.future: Future[Any] | None = None  # for async tasks
@@ -68,7 +82,8 @@ class Execution:
         if self.task is None:
             return unknown_task(self.job.task)
         try:
-            result = self.task.fn(self.ctx, **self.job.args)
+            args, kwargs = self.arguments()
+            result = self.task.fn(self.ctx, *args, **kwargs)
         except BaseException as exc:  # every failure of a handler is recorded, even SystemExit
             return self.failed(exc)
         return self.completed(result)
@@ -76,12 +91,40 @@ class Execution:
     async def run_async(self) -> Outcome:
         assert self.task is not None
         try:
-            result = await self.task.fn(self.ctx, **self.job.args)
+            args, kwargs = self.arguments()
+            result = await self.task.fn(self.ctx, *args, **kwargs)
         except asyncio.CancelledError:
             return self.cancelled_outcome()
         except Exception as exc:
             return self.failed(exc)
         return self.completed(result)
+
+    def arguments(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The handler's arguments: a task's own; for a callback, the parent becomes `ctx.job`
+        and an `on_child_complete` callback gets the child's snapshot."""
+        assert self.task is not None
+        if self.task.role == "task":
+            return (), self.job.args
+        parent = self.backend.job_get(self.job.parent_id) if self.job.parent_id else None
+        if parent is None:
+            raise Permanent(f"callback job {self.job.id} has no parent job")
+        self.ctx.job = parent
+        if self.task.role == "complete_callback":
+            return (), {}
+        child = self.backend.job_get(self.job.args.get("child_id", 0))
+        if child is None:
+            raise Permanent(f"the child job {self.job.args.get('child_id')} no longer exists")
+        return (child,), {}
+
+    def new_child(self, task: Any, args: dict[str, Any]) -> NewJob:
+        """Validate a job spawned by this one (it is written with this job's completion)."""
+        if isinstance(task, str):
+            if task not in self.tasks:
+                raise UnknownTask(f"unknown task {shown(task)}")
+            task = self.tasks[task]
+        if not hasattr(task, "app") or not hasattr(task, "overrides"):
+            raise InvalidInput(f"ctx.spawn takes a task or a task name, not {shown(task)}")
+        return task.app.new_job(task, args, task.overrides)
 
     def cancelled_outcome(self) -> Outcome:
         """The handler was cancelled by the worker (lease lost): another attempt, if one is left."""

@@ -114,6 +114,11 @@ class PostgresBackend(SQLBackend):
 
     _writing = _reading  # autocommit: every statement is its own short transaction
 
+    @contextmanager
+    def _atomic(self) -> Iterator[Runner]:
+        with self._connection() as conn, conn.transaction():
+            yield lambda name, **params: conn.execute(QUERIES[name], self._params(params))
+
     def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> psycopg.Cursor:
         try:
             return tx.connection.execute(QUERIES[name], params)

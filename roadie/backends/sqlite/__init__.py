@@ -122,6 +122,8 @@ class SQLiteBackend(SQLBackend):
         with self._write_transaction() as conn:
             yield self._runner(conn)
 
+    _atomic = _writing  # every write here is a `BEGIN IMMEDIATE` transaction already
+
     def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         return self._execute(tx.connection, name, params)
 

@@ -1,8 +1,13 @@
 -- Fenced on (id, attempt, locked_by): a worker that lost its lease changes nothing.
+-- :state is 'complete', or 'waiting' when the handler spawned children (then the
+-- parent's rules are kept for the children's ends).
 UPDATE roadie_jobs
-SET state = 'complete',
+SET state = :state,
     result = :result,
-    finished_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
+    finished_at = CASE WHEN :state = 'complete' THEN coalesce(:now, (julianday('now') - 2440587.5) * 86400.0) END,
+    on_child_complete = :on_child_complete,
+    on_complete = :on_complete,
+    on_child_failure = :on_child_failure,
     locked_by = NULL,
     lock_expires_at = NULL,
     attempts = json_insert(attempts, '$[#]', json_object(
@@ -11,3 +16,4 @@ SET state = 'complete',
         'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(:now, (julianday('now') - 2440587.5) * 86400.0), 'unixepoch'),
         'outcome', 'complete', 'error', NULL, 'traceback', NULL))
 WHERE id = :id AND state = 'running' AND attempt = :attempt AND locked_by = :worker_id
+RETURNING *

@@ -1,0 +1,1 @@
+SELECT * FROM roadie_jobs WHERE callback_key = :key
