@@ -29,7 +29,8 @@ class JobContext:
         deadline: float | None = None,
         spawner: Callable[[Any, dict[str, Any]], NewJob] | None = None,
     ):
-        self.job = job
+        self.job = job  # for a callback, replaced by its parent before the handler runs
+        self.own_job = job  # the job this attempt runs: a callback's own job, for instance
         self.spawned: list[NewJob] = []
         self._spawner = spawner
         self._fence = fence

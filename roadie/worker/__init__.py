@@ -99,6 +99,7 @@ class Worker:
             while not self._stopping.is_set():
                 self._wake.clear()
                 self._expire_overdue()
+                busy = bool(self._inflight)  # burst: a job ending after the claim may add jobs
                 try:
                     claimed = self._claim()
                 except DatabaseUnavailable as exc:
@@ -109,7 +110,7 @@ class Worker:
                 reconnect_delay = 0.1
                 for job in claimed:
                     self._dispatch(job)
-                if self.burst and not claimed and not self._inflight:
+                if self.burst and not claimed and not busy:
                     break
                 if not claimed or self._free_slots() == 0:
                     self._wake.wait(self._wait_time())

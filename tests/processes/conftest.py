@@ -9,7 +9,7 @@ import pytest
 
 from roadie import App
 from tests.processes import workload
-from tests.processes.helpers import Database, WorkerProcess
+from tests.processes.helpers import APP, Database, WorkerProcess
 
 
 @pytest.fixture
@@ -30,11 +30,12 @@ def tasks(db_url: str) -> Iterator[App]:
 
 @pytest.fixture
 def start_worker(db_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start `roadie worker` processes; all are killed at the end and their logs printed."""
+    """Start `roadie worker` processes (of `app`, the workload's by default); all are killed at
+    the end and their logs printed."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str) -> WorkerProcess:
-        worker = WorkerProcess(db_url, tmp_path, args, name=f"worker-{len(started)}")
+    def start(*args: str, app: str = APP) -> WorkerProcess:
+        worker = WorkerProcess(db_url, tmp_path, args, name=f"worker-{len(started)}", app=app)
         started.append(worker)
         return worker
 

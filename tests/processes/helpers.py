@@ -63,10 +63,12 @@ class Database:
 class WorkerProcess:
     """`roadie worker` in a process of its own; its output goes to a log file."""
 
-    def __init__(self, url: str, log_dir: Path, args: Sequence[str], name: str) -> None:
+    def __init__(
+        self, url: str, log_dir: Path, args: Sequence[str], name: str, app: str = APP
+    ) -> None:
         self.log_path = log_dir / f"{name}.log"
         env = {**os.environ, "ROADIE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-        command = [str(ROADIE), "worker", "--app", APP, "--lease", "2s", *args]
+        command = [str(ROADIE), "worker", "--app", app, "--lease", "2s", *args]
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
                 command,
