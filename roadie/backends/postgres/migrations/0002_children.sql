@@ -5,3 +5,6 @@ ALTER TABLE roadie_jobs ADD COLUMN on_child_complete text;
 ALTER TABLE roadie_jobs ADD COLUMN on_complete text;
 ALTER TABLE roadie_jobs ADD COLUMN on_child_failure text;
 CREATE UNIQUE INDEX roadie_jobs_callback_key ON roadie_jobs (callback_key);
+-- Counting a parent's open jobs reads only those still open, however many have ended.
+CREATE INDEX roadie_jobs_open_children ON roadie_jobs (parent_id)
+    WHERE parent_id IS NOT NULL AND state IN ('pending', 'running', 'waiting');
