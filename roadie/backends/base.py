@@ -331,8 +331,7 @@ class SQLBackend:
     def _changed(self, name: str, **params: Any) -> bool:
         """Run a fenced write; True if it matched its one row."""
         with self._writing() as run:
-            cursor = run(name, **params)
-            return len(cursor.fetchall()) == 1 if cursor.description else cursor.rowcount == 1
+            return run(name, **params).rowcount == 1
 
     # -- jobs --------------------------------------------------------------------------------
 
@@ -382,10 +381,9 @@ class SQLBackend:
         }
 
         def complete(run: Runner) -> bool:
-            rows = run("job_complete", **params).fetchall()
-            if not rows:
+            if run("job_complete", **params).rowcount != 1:
                 return False
-            job = self._job(rows[0])
+            job = self._job(run("job_get", id=fence.job_id).fetchall()[0])
             if children:
                 spawned = [replace(child, parent_id=job.id) for child in children]
                 run("job_insert", jobs=encode_batch(spawned, self._encode_time)).fetchall()
@@ -425,10 +423,10 @@ class SQLBackend:
         if fence.parent_id is None:
             return self._changed("job_fail", **params)
         with self._atomic() as run:
-            rows = run("job_fail", **params).fetchall()
-            for row in rows:
-                self._tell_parent(run, self._job(row))
-            return bool(rows)
+            if run("job_fail", **params).rowcount != 1:
+                return False
+            self._tell_parent(run, self._job(run("job_get", id=fence.job_id).fetchall()[0]))
+            return True
 
     def job_progress(self, fence: Fence, progress_json: str) -> bool:
         return self._changed("job_progress", **_fence(fence), progress=progress_json)

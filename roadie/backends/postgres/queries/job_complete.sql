@@ -14,4 +14,3 @@ SET state = %(state)s,
         'attempt', attempt, 'worker', locked_by, 'started_at', started_at,
         'finished_at', coalesce(%(now)s::timestamptz, now()), 'outcome', 'complete'::text, 'error', NULL::text, 'traceback', NULL::text))
 WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND locked_by = %(worker_id)s
-RETURNING *

@@ -11,4 +11,3 @@ SET state = 'failed',
         'attempt', attempt, 'worker', locked_by, 'started_at', started_at,
         'finished_at', coalesce(%(now)s::timestamptz, now()), 'outcome', %(outcome)s::text, 'error', %(error)s::text, 'traceback', %(traceback)s::text))
 WHERE id = %(id)s AND state = 'running' AND attempt = %(attempt)s AND locked_by = %(worker_id)s
-RETURNING *

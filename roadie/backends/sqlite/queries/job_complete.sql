@@ -16,4 +16,3 @@ SET state = :state,
         'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(:now, (julianday('now') - 2440587.5) * 86400.0), 'unixepoch'),
         'outcome', 'complete', 'error', NULL, 'traceback', NULL))
 WHERE id = :id AND state = 'running' AND attempt = :attempt AND locked_by = :worker_id
-RETURNING *

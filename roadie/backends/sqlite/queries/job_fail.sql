@@ -13,4 +13,3 @@ SET state = 'failed',
         'finished_at', strftime('%Y-%m-%dT%H:%M:%fZ', coalesce(:now, (julianday('now') - 2440587.5) * 86400.0), 'unixepoch'),
         'outcome', :outcome, 'error', :error, 'traceback', :traceback))
 WHERE id = :id AND state = 'running' AND attempt = :attempt AND locked_by = :worker_id
-RETURNING *
