@@ -488,7 +488,10 @@ class SQLBackend:
         The parent's row is locked first, so children ending at once take turns.
         """
         while ended.parent_id is not None:
-            row = run("job_lock", id=ended.parent_id).fetchall()[0]
+            rows = run("job_lock", id=ended.parent_id).fetchall()
+            if not rows:
+                return  # the parent was purged: nobody is left to hear of it
+            row = rows[0]
             parent = self._job(row)
             rules = Rules(
                 row["on_child_complete"], row["on_complete"], row["on_child_failure"] or "continue"
