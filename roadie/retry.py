@@ -116,6 +116,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+def retry_at_once(attempt: int, max_attempts: int) -> Decision:
+    """Another attempt now (the worker stopped or lost the job, not the task's fault), unless
+    none is left: attempt numbers only grow, so the last one ends the job as exhausted."""
+    if attempt >= max_attempts:
+        return Decision(retry=False, failure="exhausted")
+    return Decision(retry=True)
+
+
 def decide_expiry(
     attempt: int,
     max_attempts: int,

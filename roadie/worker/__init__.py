@@ -26,7 +26,7 @@ from roadie.backends.base import Backend, WorkerInfo
 from roadie.errors import DatabaseUnavailable
 from roadie.jobs import Job
 from roadie.maintenance import Maintenance, settle_failure
-from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
+from roadie.retry import DEFAULT_BACKOFF, decide_expiry, retry_at_once
 from roadie.worker.execution import Execution, Outcome, RunnableTask
 from roadie.worker.executor import EventLoopThread, ThreadPool
 
@@ -215,10 +215,7 @@ class Worker:
             # An earlier try lost the completion transaction, and the task's writes with it:
             # the job must run again rather than complete without them.
             job = execution.job
-            if job.attempt < job.max_attempts:
-                decision = Decision(retry=True)
-            else:
-                decision = Decision(retry=False, failure="exhausted")
+            decision = retry_at_once(job.attempt, job.max_attempts)
             outcome = Outcome(
                 decision=decision,
                 attempt_outcome="retry",
@@ -400,10 +397,7 @@ class Worker:
     def _release(self, execution: Execution) -> None:
         """Hand an unfinished job back to the queue (a new attempt later), fenced."""
         job = execution.job
-        if job.attempt < job.max_attempts:
-            decision = Decision(retry=True, delay=0.0)
-        else:
-            decision = Decision(retry=False, failure="exhausted")
+        decision = retry_at_once(job.attempt, job.max_attempts)
         outcome = Outcome(
             decision=decision,
             attempt_outcome="retry",

@@ -18,7 +18,7 @@ from roadie.config import shown
 from roadie.context import JobContext
 from roadie.errors import InvalidInput, Permanent, UnknownTask
 from roadie.jobs import Fence, Job, NewJob, clean_text, encode_json
-from roadie.retry import Backoff, Decision, decide, describe
+from roadie.retry import Backoff, Decision, decide, describe, retry_at_once
 
 
 class RunnableTask(Protocol):
@@ -128,10 +128,7 @@ class Execution:
 
     def cancelled_outcome(self) -> Outcome:
         """The handler was cancelled by the worker (lease lost): another attempt, if one is left."""
-        if self.job.attempt < self.job.max_attempts:
-            decision = Decision(retry=True)
-        else:
-            decision = Decision(retry=False, failure="exhausted")
+        decision = retry_at_once(self.job.attempt, self.job.max_attempts)
         return Outcome(decision=decision, attempt_outcome="cancelled", error="cancelled")
 
     def completed(self, result: Any) -> Outcome:
