@@ -38,12 +38,17 @@ class Admin:
         )
         return self.backend.job_list(query)
 
+    def find_job(self, job_id: int) -> Job | None:
+        """The job with its children, or None if no job has that id."""
+        job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
+        return replace(job, children=self.backend.job_list_children(job.id)) if job else None
+
     def get_job(self, job_id: int) -> Job:
         """The job with its children, or InvalidInput("no job N")."""
-        job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
+        job = self.find_job(job_id)
         if job is None:
             raise InvalidInput(f"no job {job_id}")
-        return replace(job, children=self.backend.job_list_children(job.id))
+        return job
 
     def cancel(self, job_ids: Sequence[int]) -> list[Job]:
         """Cancel jobs that have not ended, with what waits under them; the ones cancelled.
@@ -51,26 +56,29 @@ class Admin:
         A running job is cancelled cooperatively: its worker's writes are refused and its
         `ctx.cancelled` turns true at the next heartbeat.
         """
-        return [job for job_id in self._known(job_ids) if (job := self.backend.job_cancel(job_id))]
+        known = self._known(job_ids)
+        return [done for job in known if (done := self.backend.job_cancel(job.id))]
 
     def retry(self, job_ids: Sequence[int]) -> list[Job]:
         """Retry failed or cancelled jobs: a new attempt with a fresh allowance of the task's
         max_attempts; a parent that failed through the job waits for it again."""
         retried = []
-        for job_id in self._known(job_ids):
-            job = self.backend.job_get(job_id)
-            task = self.tasks.get(job.task) if job else None
+        for job in self._known(job_ids):
+            task = self.tasks.get(job.task)
             allowance = task.max_attempts if task is not None else DEFAULT_MAX_ATTEMPTS
-            if (done := self.backend.job_requeue(job_id, allowance)) is not None:
+            if (done := self.backend.job_requeue(job.id, allowance)) is not None:
                 retried.append(done)
         return retried
 
-    def _known(self, job_ids: Sequence[int]) -> list[int]:
-        """The ids, after refusing (InvalidInput, nothing done) any that names no job."""
+    def _known(self, job_ids: Sequence[int]) -> list[Job]:
+        """The jobs, after refusing (InvalidInput, nothing done) any id that names no job."""
+        jobs = []
         for job_id in job_ids:
-            if not is_storable_id(job_id) or self.backend.job_get(job_id) is None:
+            job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
+            if job is None:
                 raise InvalidInput(f"no job {job_id}")
-        return list(job_ids)
+            jobs.append(job)
+        return jobs
 
     def workers(self) -> list[WorkerInfo]:
         return self.backend.worker_list()

@@ -22,7 +22,6 @@ from roadie.config import (
     check_queue,
     check_task_name,
     database_url,
-    is_storable_id,
     parse_duration,
     shown,
 )
@@ -308,8 +307,7 @@ class App:
 
     def get_job(self, job_id: int) -> Job | None:
         """The job's current snapshot with its children, or None if there is no such job."""
-        job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
-        return replace(job, children=self.backend.job_list_children(job.id)) if job else None
+        return self.admin.find_job(job_id)
 
     def new_job(self, task: Task, args: dict[str, Any], options: EnqueueOptions) -> NewJob:
         """Validate one job's arguments and options; raises InvalidInput, writes nothing."""

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from roadie.jobs import CANCELLED, COMPLETE, FAILED, WAITING, Job
+from roadie.jobs import FAILED, FAILURES, WAITING, Job
 
 CHILD_FAILURE_POLICIES = ("continue", "cancel")
-GENERIC_FAILURES = ("permanent", "exhausted", "expired", "lost", "child_failed")
 
 
 @dataclass(frozen=True)
@@ -73,9 +72,5 @@ def _failure(ended: Job, is_child: bool) -> Step:
     """A failed child (no callback to judge it) or a failed callback fails the parent."""
     if is_child:
         return Step("fail", "child_failed", f"child {ended.id} failed: {ended.error}")
-    failure = ended.failure if ended.failure not in GENERIC_FAILURES else "child_failed"
+    failure = ended.failure if ended.failure not in FAILURES else "child_failed"
     return Step("fail", failure, f"callback {ended.task} failed: {ended.error}")
-
-
-def is_terminal(state: str) -> bool:
-    return state in (COMPLETE, FAILED, CANCELLED)

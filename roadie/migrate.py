@@ -16,9 +16,3 @@ def migrate(backend: Backend) -> list[int]:
         if backend.migration_apply(migration):
             applied.append(migration.version)
     return applied
-
-
-def pending_migrations(backend: Backend) -> list[int]:
-    """Versions the code has that the database does not."""
-    done = backend.migration_versions()
-    return [m.version for m in backend.migrations() if m.version not in done]

@@ -45,8 +45,6 @@ class Backoff:
 
 DEFAULT_BACKOFF = Backoff()
 
-RetryOn = tuple[type[BaseException], ...] | Mapping[type[BaseException], Backoff | None]
-
 
 def normalize_retry_on(retry_on: Any) -> dict[type[BaseException], Backoff | None]:
     """`retry_on` as a mapping from exception class to its own backoff (None: the task's)."""

@@ -279,7 +279,6 @@ class SQLBackend:
     and its readers of timestamps and JSON.
     """
 
-    queries: Mapping[str, str]
     clock: Any
 
     def _reading(self) -> AbstractContextManager[Runner]:

@@ -41,7 +41,6 @@ UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 class PostgresBackend(SQLBackend):
     dialect = "postgresql"
-    queries = QUERIES
 
     def __init__(self, url: str, clock: Clock, pool_size: int = 10) -> None:
         check_url(url)

@@ -35,7 +35,6 @@ WAKE_POLL_SECONDS = 0.005
 
 class SQLiteBackend(SQLBackend):
     dialect = "sqlite"
-    queries = QUERIES
 
     def __init__(self, path: str, clock: Clock) -> None:
         self.path = path
