@@ -174,7 +174,7 @@ class App:
 
     @property
     def admin(self) -> Admin:
-        return Admin(self.backend, self.tasks)
+        return Admin(self.backend, self.tasks, self.max_args_bytes)
 
     def use_database(self, url: str) -> None:
         """Point the app at another database (the CLI's --database-url wins over the code's)."""
@@ -308,6 +308,11 @@ class App:
     def get_job(self, job_id: int) -> Job | None:
         """The job's current snapshot with its children, or None if there is no such job."""
         return self.admin.find_job(job_id)
+
+    def stats(self, queue: str | None = None, window: Any = "15m") -> dict[str, Any]:
+        """Cluster-wide figures from the database: depth per state, throughput, duration
+        percentiles, failure rate, retries, oldest lock and due job (see `Admin.stats`)."""
+        return self.admin.stats(queue=queue, window=window)
 
     def new_job(self, task: Task, args: dict[str, Any], options: EnqueueOptions) -> NewJob:
         """Validate one job's arguments and options; raises InvalidInput, writes nothing."""

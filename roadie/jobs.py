@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -50,6 +51,10 @@ class Job:
     needs_review: bool = False  # failed and not yet dealt with by an administrator
     attempts: list[dict[str, Any]] = field(default_factory=list)
     callback_key: str | None = None  # set on a callback job: which ending it answers
+    review_note: str | None = None  # what the administrator who resolved its review wrote
+    reviewed_at: datetime | None = None
+    args_history: list[dict[str, Any]] = field(default_factory=list)  # arguments a retry replaced
+    stuck: str | None = None  # why an admin listing shows it as stuck (see `stuck_reason`)
     children: list[Job] | None = None  # the jobs it spawned, when read with them (get_job)
 
     @property
@@ -65,9 +70,37 @@ class Job:
         as job objects when they were read, else left out."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "children"}
         data["attempts"] = [_iso_times(record) for record in self.attempts]
+        data["args_history"] = [_iso_times(record) for record in self.args_history]
         if self.children is not None:
             data["children"] = [child.to_dict() for child in self.children]
         return _iso_times(data)
+
+
+# A running job is shown as stuck past its timeout, once its lease ran out with no reaper to
+# return it, or when it has run STUCK_FACTOR times its task's usual (p95) duration, and at least
+# STUCK_FLOOR seconds, with STUCK_SAMPLES recent completions to judge "usual" by.
+STUCK_FACTOR = 10
+STUCK_FLOOR = 60.0
+STUCK_SAMPLES = 5
+
+
+def stuck_reason(job: Job, now: datetime, usual: tuple[int, float] | None = None) -> str | None:
+    """Why a running job looks stuck ("past timeout", "lease expired", "slow"), or None.
+
+    `usual` is (samples, p95 seconds) of the task's recent completions.
+    """
+    if job.state != RUNNING or job.started_at is None:
+        return None
+    ran = (now - job.started_at).total_seconds()
+    if job.timeout is not None and ran > job.timeout:
+        return "past timeout"
+    if job.lock_expires_at is not None and job.lock_expires_at < now:
+        return "lease expired"
+    if usual is not None:
+        samples, p95 = usual
+        if samples >= STUCK_SAMPLES and ran > max(STUCK_FACTOR * p95, STUCK_FLOOR):
+            return "slow"
+    return None
 
 
 def _iso_times(data: dict[str, Any]) -> dict[str, Any]:
@@ -169,3 +202,23 @@ def clean_text(text: str | None, limit: int = MAX_ERROR_BYTES) -> str | None:
         marker = b"\n... [truncated]"
         data = data[: limit - len(marker)] + marker
     return data.decode("utf-8", "ignore")
+
+
+# What varies between occurrences of one failure: quoted values, ids, addresses, numbers.
+_VARYING = (
+    (re.compile(r"'[^']*'|\"[^\"]*\""), "'…'"),
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
+    (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", re.I), "<hex>"),
+    (re.compile(r"\d+(\.\d+)?"), "N"),
+)
+SIGNATURE_LENGTH = 200
+
+
+def error_signature(error: str) -> str:
+    """An error's first line with what varies between occurrences masked, so one cause gives
+    one signature: "ConnectionError: smtp down after 3 tries (job 81)" and "... 5 tries (job 9)"
+    are both "ConnectionError: smtp down after N tries (job N)"."""
+    line = error.strip().splitlines()[0] if error.strip() else ""
+    for pattern, mask in _VARYING:
+        line = pattern.sub(mask, line)
+    return " ".join(line.split())[:SIGNATURE_LENGTH]

@@ -1,4 +1,5 @@
-"""Background upkeep every worker runs: the lease reaper and the timeout expirer.
+"""Background upkeep every worker runs: the lease reaper, the timeout expirer, the pruner of
+long-gone workers.
 
 Each runs as `run_once()` (what tests call) inside a small loop with `start()`/`stop()`. Every
 worker runs one, so upkeep never depends on a special node; their writes are fenced or
@@ -11,6 +12,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from roadie.backends.base import Backend
@@ -19,6 +21,7 @@ from roadie.jobs import MAX_LOST_ATTEMPTS, Fence, Job
 from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
 
 log = logging.getLogger("roadie")
+WORKER_MEMORY = 7 * 86400.0  # workers stopped or silent this long are forgotten
 
 
 def settle_failure(
@@ -70,6 +73,7 @@ class Maintenance:
         ]
         for job in expired:
             log.warning("job %s attempt %s: expired after %gs", job.id, job.attempt, job.timeout)
+        self.backend.worker_prune(self.backend.clock_now() - timedelta(seconds=WORKER_MEMORY))
         return {"reaped": reaped, "expired": expired}
 
     def start(self) -> None:

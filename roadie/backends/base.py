@@ -25,11 +25,19 @@ JOB_COLUMNS = (
     "needs_review", "progress",
     "parent_id", "locked_by", "lock_expires_at", "idempotency_key", "timeout", "attempts",
     "callback_key", "on_child_complete", "on_complete", "on_child_failure",
+    "review_note", "reviewed_at", "args_history",
 )  # fmt: skip
 WORKER_COLUMNS = (
     "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "stopped_at",
 )  # fmt: skip
-SCHEMA = {"roadie_jobs": JOB_COLUMNS, "roadie_workers": WORKER_COLUMNS}
+QUEUE_COLUMNS = ("name", "paused", "changed_at", "changed_by")
+AUDIT_COLUMNS = ("id", "at", "actor", "action", "params", "job_ids", "count")
+SCHEMA = {
+    "roadie_jobs": JOB_COLUMNS,
+    "roadie_workers": WORKER_COLUMNS,
+    "roadie_queues": QUEUE_COLUMNS,
+    "roadie_audit": AUDIT_COLUMNS,
+}
 
 CALLBACK_MAX_ATTEMPTS = 20  # a callback job's allowance (its own task's settings live in code)
 
@@ -60,6 +68,20 @@ QUERY_NAMES = frozenset(
         "worker_heartbeat",
         "worker_stop",
         "worker_list",
+        "worker_prune",
+        "job_count",
+        "job_purge",
+        "job_review_resolve",
+        "job_list_errors",
+        "queue_set_paused",
+        "queue_list",
+        "audit_insert",
+        "audit_list",
+        "clock_now",
+        "stats_depth",
+        "stats_finished",
+        "stats_retries",
+        "stats_usual_durations",
     }
 )
 
@@ -101,12 +123,45 @@ def load_migrations(package: str) -> list[Migration]:
 
 @dataclass(frozen=True)
 class JobQuery:
-    """Filters of a job listing; None means "any"."""
+    """Filters of a job listing or count; None means "any". `before_id` pages (newest first)."""
 
     state: str | None = None
     queue: str | None = None
     task: str | None = None
+    parent_id: int | None = None
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    finished_before: datetime | None = None
+    error: str | None = None  # text in the last error, any case
+    needs_review: bool | None = None
+    before_id: int | None = None
     limit: int = 100
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue an administrator paused or resumed."""
+
+    name: str
+    paused: bool
+    changed_at: datetime | None = None
+    changed_by: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One administrative action: who, when, what (with its parameters), which jobs, how many."""
+
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    params: dict[str, Any]
+    job_ids: list[int]
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "at": self.at.isoformat()}
 
 
 @dataclass(frozen=True)
@@ -119,6 +174,13 @@ class WorkerInfo:
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
     stopped_at: datetime | None = None
+    jobs: int = 0  # running jobs it holds now (as read by worker_list)
+    state: str | None = None  # alive, dead or stopped (as judged by Admin.workers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            k: v.isoformat() if isinstance(v, datetime) else v for k, v in self.__dict__.items()
+        }
 
 
 @dataclass
@@ -146,6 +208,12 @@ class Backend(Protocol):
     def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]: ...
     def job_get(self, job_id: int) -> Job | None: ...
     def job_list(self, query: JobQuery) -> list[Job]: ...
+    def job_count(self, query: JobQuery) -> int: ...
+    def job_list_errors(self, since: datetime, queue: str | None, limit: int) -> list[Job]: ...
+    def job_purge(
+        self, state: str, finished_before: datetime, queue: str | None, limit: int
+    ) -> int: ...
+    def job_review_resolve(self, job_id: int, note: str) -> Job | None: ...
     def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]: ...
     def job_complete(
         self,
@@ -165,16 +233,34 @@ class Backend(Protocol):
     def job_list_timed_out(self) -> list[Job]: ...
     def job_list_children(self, parent_id: int) -> list[Job]: ...
     def job_cancel(self, job_id: int) -> Job | None: ...
-    def job_requeue(self, job_id: int, allowance: int) -> Job | None: ...
+    def job_requeue(self, job_id: int, allowance: int, args_json: str | None = None) -> Job | None: ...
 
     def lease_renew(
         self, worker_id: str, fences: Sequence[Fence], lease: float
     ) -> set[tuple[int, int]]: ...
-    def lease_reap(self, max_lost: int) -> list[Job]: ...
+    def lease_reap(self, max_lost: int, dead_before: datetime | None = None) -> list[Job]: ...
 
     def worker_heartbeat(self, info: WorkerInfo) -> None: ...
     def worker_stop(self, worker_id: str) -> None: ...
     def worker_list(self) -> list[WorkerInfo]: ...
+    def worker_prune(self, before: datetime) -> int: ...
+
+    def queue_set_paused(self, name: str, paused: bool, actor: str) -> QueueInfo: ...
+    def queue_list(self) -> list[QueueInfo]: ...
+    def audit_insert(
+        self, actor: str, action: str, params: dict[str, Any], job_ids: list[int], count: int
+    ) -> AuditEntry: ...
+    def audit_list(
+        self, action: str | None, actor: str | None, before_id: int | None, limit: int
+    ) -> list[AuditEntry]: ...
+
+    def clock_now(self) -> datetime: ...
+    def stats_depth(self, queue: str | None) -> list[dict[str, Any]]: ...
+    def stats_finished(
+        self, since: datetime, queue: str | None, by_queue: bool
+    ) -> list[dict[str, Any]]: ...
+    def stats_retries(self, since: datetime, queue: str | None) -> dict[str, int]: ...
+    def stats_usual_durations(self, since: datetime) -> dict[str, tuple[int, float]]: ...
 
     def transaction_begin(self) -> Transaction: ...
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool: ...
@@ -220,6 +306,12 @@ def row_to_job(
         timeout=row["timeout"],
         attempts=attempts,
         callback_key=row["callback_key"],
+        review_note=row["review_note"],
+        reviewed_at=to_time(row["reviewed_at"]),
+        args_history=[
+            {**record, "replaced_at": to_time(record.get("replaced_at"))}
+            for record in decode(row["args_history"]) or []
+        ],
     )
 
 
@@ -350,10 +442,54 @@ class SQLBackend:
         return self._job(rows[0]) if rows else None
 
     def job_list(self, query: JobQuery) -> list[Job]:
+        return [self._job(row) for row in self._read("job_list", **self._filters(query))]
+
+    def job_count(self, query: JobQuery) -> int:
+        params = self._filters(query)
+        del params["limit"]
+        return int(self._read("job_count", **params)[0]["jobs"])
+
+    def _filters(self, query: JobQuery) -> dict[str, Any]:
+        def time(value: datetime | None) -> Any:
+            return None if value is None else self._encode_time(value)
+
+        return {
+            "state": query.state,
+            "queue": query.queue,
+            "task": query.task,
+            "parent_id": query.parent_id,
+            "since": time(query.since),
+            "until": time(query.until),
+            "finished_before": time(query.finished_before),
+            "error": query.error,
+            "needs_review": query.needs_review,
+            "before_id": query.before_id,
+            "limit": query.limit,
+        }
+
+    def job_list_errors(self, since: datetime, queue: str | None, limit: int) -> list[Job]:
         rows = self._read(
-            "job_list", state=query.state, queue=query.queue, task=query.task, limit=query.limit
+            "job_list_errors", since=self._encode_time(since), queue=queue, limit=limit
         )
         return [self._job(row) for row in rows]
+
+    def job_purge(
+        self, state: str, finished_before: datetime, queue: str | None, limit: int
+    ) -> int:
+        """Delete one batch of ended jobs; returns how many (fewer than `limit`: none left)."""
+        with self._writing() as run:
+            cursor = run(
+                "job_purge",
+                state=state,
+                finished_before=self._encode_time(finished_before),
+                queue=queue,
+                limit=limit,
+            )
+            return int(cursor.rowcount)
+
+    def job_review_resolve(self, job_id: int, note: str) -> Job | None:
+        rows = self._write("job_review_resolve", id=job_id, note=note)
+        return self._job(rows[0]) if rows else None
 
     def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]:
         rows = self._write("job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease)
@@ -444,9 +580,13 @@ class SQLBackend:
         rows = self._write("lease_renew", worker_id=worker_id, ids=ids, lease=lease)
         return {(row["id"], row["attempt"]) for row in rows}
 
-    def lease_reap(self, max_lost: int) -> list[Job]:
+    def lease_reap(self, max_lost: int, dead_before: datetime | None = None) -> list[Job]:
+        """Return jobs with an expired lease (or, given `dead_before`, held by a worker that
+        stopped or was last heard of before it) to the queue; a parent hears of one that failed."""
+        dead = None if dead_before is None else self._encode_time(dead_before)
         with self._atomic() as run:
-            reaped = [self._job(row) for row in run("lease_reap", max_lost=max_lost).fetchall()]
+            rows = run("lease_reap", max_lost=max_lost, dead_before=dead).fetchall()
+            reaped = [self._job(row) for row in rows]
             for job in reaped:
                 if job.state == "failed":
                     self._tell_parent(run, job)
@@ -468,10 +608,11 @@ class SQLBackend:
             self._tell_parent(run, job)
             return job
 
-    def job_requeue(self, job_id: int, allowance: int) -> Job | None:
-        """Retry an ended job as a new attempt; parents that failed through it wait again."""
+    def job_requeue(self, job_id: int, allowance: int, args_json: str | None = None) -> Job | None:
+        """Retry an ended job as a new attempt (with new arguments, if given); parents that
+        failed through it wait again."""
         with self._atomic() as run:
-            rows = run("job_requeue", id=job_id, allowance=allowance).fetchall()
+            rows = run("job_requeue", id=job_id, allowance=allowance, args=args_json).fetchall()
             if not rows:
                 return None
             job = self._job(rows[0])
@@ -560,9 +701,88 @@ class SQLBackend:
                 started_at=self._to_time(row["started_at"]),
                 heartbeat_at=self._to_time(row["heartbeat_at"]),
                 stopped_at=self._to_time(row["stopped_at"]),
+                jobs=row["jobs"],
             )
             for row in self._read("worker_list")
         ]
+
+    def worker_prune(self, before: datetime) -> int:
+        with self._writing() as run:
+            return int(run("worker_prune", before=self._encode_time(before)).rowcount)
+
+    # -- queues and the audit log ------------------------------------------------------------
+
+    def queue_set_paused(self, name: str, paused: bool, actor: str) -> QueueInfo:
+        row = self._write("queue_set_paused", queue=name, paused=paused, actor=actor)[0]
+        return self._queue(row)
+
+    def queue_list(self) -> list[QueueInfo]:
+        return [self._queue(row) for row in self._read("queue_list")]
+
+    def _queue(self, row: Any) -> QueueInfo:
+        return QueueInfo(
+            name=row["name"],
+            paused=bool(row["paused"]),
+            changed_at=self._to_time(row["changed_at"]),
+            changed_by=row["changed_by"],
+        )
+
+    def audit_insert(
+        self, actor: str, action: str, params: dict[str, Any], job_ids: list[int], count: int
+    ) -> AuditEntry:
+        row = self._write(
+            "audit_insert",
+            actor=actor,
+            action=action,
+            params=json.dumps(params, default=str),
+            job_ids=json.dumps(job_ids),
+            count=count,
+        )[0]
+        return self._audit(row)
+
+    def audit_list(
+        self, action: str | None, actor: str | None, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        rows = self._read(
+            "audit_list", action=action, actor=actor, before_id=before_id, limit=limit
+        )
+        return [self._audit(row) for row in rows]
+
+    def _audit(self, row: Any) -> AuditEntry:
+        return AuditEntry(
+            id=row["id"],
+            at=self._to_time(row["at"]),  # type: ignore[arg-type]
+            actor=row["actor"],
+            action=row["action"],
+            params=self._from_json(row["params"]),
+            job_ids=self._from_json(row["job_ids"]),
+            count=row["count"],
+        )
+
+    # -- the clock and statistics ------------------------------------------------------------
+
+    def clock_now(self) -> datetime:
+        return self._to_time(self._read("clock_now")[0]["now"])  # type: ignore[return-value]
+
+    def stats_depth(self, queue: str | None) -> list[dict[str, Any]]:
+        return [dict(row) for row in self._read("stats_depth", queue=queue)]
+
+    def stats_finished(
+        self, since: datetime, queue: str | None, by_queue: bool
+    ) -> list[dict[str, Any]]:
+        rows = self._read(
+            "stats_finished", since=self._encode_time(since), queue=queue, by_queue=by_queue
+        )
+        return [dict(row) for row in rows]
+
+    def stats_retries(self, since: datetime, queue: str | None) -> dict[str, int]:
+        rows = self._read("stats_retries", since=self._encode_time(since), queue=queue)
+        return {row["queue"]: int(row["retries"]) for row in rows}
+
+    def stats_usual_durations(self, since: datetime) -> dict[str, tuple[int, float]]:
+        """Per task with a running job: (samples, p95 seconds) of its recent completions."""
+        rows = self._read("stats_usual_durations", since=self._encode_time(since))
+        return {row["task"]: (int(row["samples"]), float(row["p95"])) for row in rows}
 
 
 def _fence(fence: Fence) -> dict[str, Any]:

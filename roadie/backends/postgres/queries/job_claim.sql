@@ -1,7 +1,9 @@
--- Take up to %(limit)s due jobs of one queue, highest priority first, then oldest, under a lease.
+-- Take up to %(limit)s due jobs of one queue, highest priority first, then oldest, under a lease;
+-- nothing while the queue is paused.
 WITH next AS (
     SELECT id FROM roadie_jobs
     WHERE state = 'pending' AND queue = %(queue)s AND run_at <= coalesce(%(now)s::timestamptz, now())
+      AND NOT EXISTS (SELECT 1 FROM roadie_queues WHERE name = %(queue)s AND paused)
     ORDER BY priority DESC, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

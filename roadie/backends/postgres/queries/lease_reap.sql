@@ -1,4 +1,5 @@
--- Jobs whose lease ran out return to the queue ("worker lost"), or fail after %(max_lost)s losses
+-- Jobs whose lease ran out (or, given %(dead_before)s, whose worker stopped or has been silent
+-- since then) return to the queue ("worker lost"), or fail after %(max_lost)s losses
 -- or when no attempt is left. Two reapers racing take each job once: the row is re-checked.
 UPDATE roadie_jobs
 SET state = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
@@ -16,5 +17,9 @@ SET state = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
     attempts = attempts || jsonb_build_array(jsonb_build_object(
         'attempt', attempt, 'worker', locked_by, 'started_at', started_at,
         'finished_at', coalesce(%(now)s::timestamptz, now()), 'outcome', 'lost'::text, 'error', 'worker lost'::text, 'traceback', NULL::text))
-WHERE state = 'running' AND lock_expires_at < coalesce(%(now)s::timestamptz, now())
+WHERE state = 'running'
+  AND (lock_expires_at < coalesce(%(now)s::timestamptz, now())
+       OR (%(dead_before)s::timestamptz IS NOT NULL AND locked_by IN (
+           SELECT id FROM roadie_workers
+           WHERE stopped_at IS NOT NULL OR heartbeat_at < %(dead_before)s::timestamptz)))
 RETURNING *

@@ -1,0 +1,2 @@
+-- Queues an administrator has paused or resumed.
+SELECT * FROM roadie_queues ORDER BY name
