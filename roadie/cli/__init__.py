@@ -7,9 +7,12 @@ from collections.abc import Sequence
 
 import click
 
+from roadie.cli.admin import admin_group, audit_command, queues_command, review_group
 from roadie.cli.common import cli
 from roadie.cli.jobs import enqueue_command, jobs_group, workers_command
+from roadie.cli.monitor import metrics_command, stats_command
 from roadie.cli.run import demo_command, migrate_command, worker_command
+from roadie.cli.top import failures_command, top_command
 from roadie.errors import DatabaseUnavailable, InvalidInput, RoadieError
 
 for command in (
@@ -18,6 +21,14 @@ for command in (
     enqueue_command,
     jobs_group,
     workers_command,
+    admin_group,
+    queues_command,
+    review_group,
+    audit_command,
+    stats_command,
+    failures_command,
+    top_command,
+    metrics_command,
     demo_command,
 ):
     cli.add_command(command)
