@@ -598,7 +598,7 @@ def _check_state(state: str | None) -> str | None:
 
 
 def _check_id(value: Any, what: str) -> int:
-    if not is_storable_id(value):
+    if not is_storable_id(value) or value < 1:
         raise InvalidInput(f"bad {what} id {value!r}: must be a positive integer")
     return int(value)
 

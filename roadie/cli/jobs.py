@@ -1,9 +1,11 @@
-"""roadie enqueue, roadie jobs list|show, roadie workers."""
+"""roadie enqueue, roadie jobs list|show|retry|cancel|purge, roadie workers."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 import click
 from rich.table import Table
@@ -20,10 +22,14 @@ from roadie.cli.common import (
     seconds,
     when,
 )
-from roadie.jobs import STATES, Job
+from roadie.config import parse_duration
+from roadie.errors import InvalidInput
+from roadie.jobs import RUNNING, STATES, Job
 
 TREE_WIDTH = 50
 TREE_DEPTH = 4
+IDS_SHOWN = 20  # ids printed in one line of a mass action's report
+BAR_WIDTH = 10
 
 
 @click.command("enqueue")
@@ -65,13 +71,26 @@ def enqueue_command(
 
 @click.group("jobs")
 def jobs_group() -> None:
-    """See jobs: list them, show one."""
+    """See jobs and act on them: list, show, retry, cancel, purge."""
+
+
+# -- jobs list ---------------------------------------------------------------------------------
 
 
 @jobs_group.command("list")
 @click.option("--state", type=click.Choice(STATES), default=None)
 @click.option("--queue", default=None)
 @click.option("--task", default=None)
+@click.option("--parent", "parent_id", type=int, default=None, metavar="ID", help="Children of ID.")
+@click.option(
+    "--since", default=None, metavar="WHEN", help="Created at or after: ISO 8601 or e.g. 1h (ago)."
+)
+@click.option(
+    "--until", default=None, metavar="WHEN", help="Created before: ISO 8601 or e.g. 30m (ago)."
+)
+@click.option("--error", default=None, metavar="TEXT", help="Text in the last error, any case.")
+@click.option("--review", is_flag=True, help="Only failed jobs awaiting review.")
+@click.option("--before", "before_id", type=int, default=None, metavar="ID", help="Next page.")
 @click.option("--limit", type=int, default=100, show_default=True, help="At most 10,000.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs.")
 @app_options
@@ -79,28 +98,71 @@ def list_command(
     state: str | None,
     queue: str | None,
     task: str | None,
+    parent_id: int | None,
+    since: str | None,
+    until: str | None,
+    error: str | None,
+    review: bool,
+    before_id: int | None,
     limit: int,
     as_json: bool,
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """List jobs, newest first."""
+    """List jobs, newest first; with --state running, who runs them and for how long."""
     with load_app(app_spec, database_url) as app:
-        jobs = app.admin.list_jobs(state=state, queue=queue, task=task, limit=limit)
+        admin = app.admin
+        jobs = admin.list_jobs(
+            state=state, queue=queue, task=task, limit=limit, parent_id=parent_id,
+            since=since, until=until, error=error, needs_review=True if review else None,
+            before_id=before_id,
+        )  # fmt: skip
+        now = admin.now()
     if as_json:
         print_json([job.to_dict() for job in jobs])
         return 0
+    table = running_table(jobs, now) if state == RUNNING else jobs_table(jobs, now)
+    out = console()
+    out.print(table)
+    out.print(count(len(jobs), "job"))
+    page_hint(jobs, limit)
+    return 0
+
+
+def jobs_table(jobs: Sequence[Job], now: datetime) -> Table:
     table = Table(
         "id", "queue", "task", "state", "attempt", "priority", "created", "run time", "error"
     )
     for job in jobs:
         table.add_row(
-            str(job.id), job.queue, job.task, job.state, f"{job.attempt}/{job.max_attempts}",
-            str(job.priority), when(job.created_at), seconds(run_time(job)), (job.error or "")[:60],
+            str(job.id), job.queue, job.task, state_text(job), f"{job.attempt}/{job.max_attempts}",
+            str(job.priority), when(job.created_at), seconds(run_time(job, now)),
+            (job.error or "")[:60],
         )  # fmt: skip
-    console().print(table)
-    console().print(f"{len(jobs)} job" + ("" if len(jobs) == 1 else "s"))
-    return 0
+    return table
+
+
+def running_table(jobs: Sequence[Job], now: datetime) -> Table:
+    """Running jobs: who holds each, since when, how far it got, and whether it looks stuck."""
+    table = Table(
+        "id", "queue", "task", "worker", "attempt", "lock age", "progress", "run time", "stuck"
+    )
+    for job in jobs:
+        table.add_row(
+            str(job.id), job.queue, job.task, job.locked_by or "-",
+            f"{job.attempt}/{job.max_attempts}", seconds(lock_age(job, now)),
+            progress_bar(job), seconds(run_time(job, now)), f"STUCK: {job.stuck}" if job.stuck else "",
+        )  # fmt: skip
+    return table
+
+
+def page_hint(items: Sequence[Any], limit: int) -> None:
+    """A full page may have a next one: say how to ask for it."""
+    if items and len(items) >= limit:
+        click.echo(f"next page: --before {items[-1].id}")
+
+
+# -- jobs show ---------------------------------------------------------------------------------
 
 
 @jobs_group.command("show")
@@ -108,16 +170,17 @@ def list_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the job with its attempts as JSON.")
 @app_options
 def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url: str | None) -> int:
-    """Show one job: arguments, result, progress, timing, every attempt with its error."""
+    """Show one job: arguments, result, progress, timing, lock, every attempt, children."""
     with load_app(app_spec, database_url) as app:
         job = app.admin.get_job(job_id)
-        tree = child_tree(app.admin, job) if job.children else None
+        now = app.admin.now()
+        tree = child_tree(app.admin, job) if job.children and not as_json else None
     if as_json:
-        print_json(job.to_dict())
+        print_json({**job.to_dict(), "timing": timing(job, now)})
         return 0
     out = console()
-    out.print(f"job {job.id}  {job.task}  ({job.state})", markup=False, style="bold")
-    waited = (job.started_at - job.run_at).total_seconds() if job.started_at else None
+    out.print(f"job {job.id}  {job.task}  ({job.state})", style="bold")
+    times = timing(job, now)
     rows = [
         ("queue", job.queue),
         ("priority", str(job.priority)),
@@ -127,35 +190,53 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
         ("run at", when(job.run_at)),
         ("started", when(job.started_at)),
         ("finished", when(job.finished_at)),
-        ("run time", seconds(run_time(job))),
-        ("waited", seconds(max(waited, 0.0)) if waited is not None else "-"),
+        ("run time", seconds(times["run_time"])),
+        ("waited", seconds(times["waited"])),
         ("result", json.dumps(job.result, ensure_ascii=False) if job.result is not None else "-"),
         ("error", job.error or "-"),
         ("failure", job.failure or "-"),
         ("progress", progress_text(job)),
-        ("lock", lock_text(job)),
+        ("lock", lock_text(job, now)),
+        ("stuck", job.stuck or "-"),
+        ("review", review_text(job)),
         ("idempotency key", job.idempotency_key or "-"),
         ("parent", str(job.parent_id) if job.parent_id else "-"),
     ]
     for name, value in rows:
-        out.print(f"  {name:<16}{value}", markup=False)
+        out.print(f"  {name:<16}{value}")
+    if job.args_history:
+        table = Table("attempt", "replaced", "arguments", title="earlier arguments")
+        for record in job.args_history:
+            table.add_row(
+                str(record.get("attempt")), when(record.get("replaced_at")),
+                json.dumps(record.get("args"), ensure_ascii=False),
+            )  # fmt: skip
+        out.print(table)
     if job.attempts:
-        table = Table("#", "worker", "started", "finished", "outcome", "error", title="attempts")
+        table = Table(
+            "#", "worker", "started", "finished", "took", "outcome", "error", title="attempts"
+        )
         for record in job.attempts:
+            took = (
+                (record["finished_at"] - record["started_at"]).total_seconds()
+                if record.get("finished_at") and record.get("started_at")
+                else None
+            )
             table.add_row(
                 str(record["attempt"]), str(record["worker"]), when(record["started_at"]),
-                when(record["finished_at"]), record["outcome"], (record.get("error") or "")[:80],
+                when(record["finished_at"]), seconds(took), record["outcome"],
+                (record.get("error") or "")[:80],
             )  # fmt: skip
         out.print(table)
         last_traceback = next(
             (r["traceback"] for r in reversed(job.attempts) if r.get("traceback")), None
         )
         if last_traceback:
-            out.print("last traceback:", markup=False)
-            out.print(last_traceback.rstrip(), markup=False)
+            out.print("last traceback:")
+            out.print(last_traceback.rstrip())
     if tree is not None:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(job.child_counts.items()))
-        out.print(f"children: {counts}", markup=False)
+        out.print(f"children: {counts}")
         out.print(tree)
     return 0
 
@@ -180,77 +261,244 @@ def child_tree(admin: Admin, job: Job, depth: int = 0) -> Tree:
     return tree
 
 
-@jobs_group.command("cancel")
-@click.argument("job_ids", type=int, nargs=-1, required=True)
-@app_options
-def cancel_command(job_ids: tuple[int, ...], app_spec: str | None, database_url: str | None) -> int:
-    """Cancel jobs that have not ended, with the jobs waiting under them."""
-    with load_app(app_spec, database_url) as app:
-        cancelled = app.admin.cancel(job_ids)
-    click.echo(f"cancelled {len(cancelled)} of {len(job_ids)} jobs")
-    return 0
+# -- intervening -------------------------------------------------------------------------------
 
 
 @jobs_group.command("retry")
-@click.argument("job_ids", type=int, nargs=-1, required=True)
+@click.argument("job_ids", type=int, nargs=-1)
+@click.option("--failed", is_flag=True, help="Retry every failed job (of --queue, of --task).")
+@click.option("--queue", default=None, help="With --failed: only this queue.")
+@click.option("--task", default=None, help="With --failed: only this task.")
+@click.option(
+    "--args", "args_json", default=None, metavar="JSON", help="New arguments (old ones are kept)."
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be retried; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @app_options
-def retry_command(job_ids: tuple[int, ...], app_spec: str | None, database_url: str | None) -> int:
+def retry_command(
+    job_ids: tuple[int, ...],
+    failed: bool,
+    queue: str | None,
+    task: str | None,
+    args_json: str | None,
+    dry_run: bool,
+    as_json: bool,
+    app_spec: str | None,
+    database_url: str | None,
+) -> int:
     """Retry failed or cancelled jobs as a new attempt (a failed parent waits for them again)."""
+    if job_ids and failed:
+        raise InvalidInput("give job ids or --failed, not both")
+    if not job_ids and not failed:
+        raise InvalidInput("give the ids of the jobs to retry, or --failed")
+    if job_ids and (queue is not None or task is not None):
+        raise InvalidInput("--queue and --task go with --failed, not with job ids")
+    if failed and args_json is not None:
+        raise InvalidInput("--args goes with job ids, not with --failed")
+    args = parse_json_object(args_json, "--args") if args_json is not None else None
     with load_app(app_spec, database_url) as app:
-        retried = app.admin.retry(job_ids)
-    click.echo(f"retried {len(retried)} of {len(job_ids)} jobs")
+        if failed:
+            retried = app.admin.retry_failed(queue, task, dry_run=dry_run)
+        else:
+            retried = app.admin.retry(job_ids, args=args, dry_run=dry_run)
+    report("retry", retried, dry_run, as_json, given=job_ids, skipped_why="not failed or cancelled")
     return 0
 
 
-@click.command("workers")
-@click.option("--json", "as_json", is_flag=True)
+@jobs_group.command("cancel")
+@click.argument("job_ids", type=int, nargs=-1, required=True)
+@click.option("--dry-run", is_flag=True, help="Say what would be cancelled; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @app_options
-def workers_command(as_json: bool, app_spec: str | None, database_url: str | None) -> int:
-    """List workers that have registered, with their last heartbeat."""
+def cancel_command(
+    job_ids: tuple[int, ...],
+    dry_run: bool,
+    as_json: bool,
+    app_spec: str | None,
+    database_url: str | None,
+) -> int:
+    """Cancel jobs that have not ended, with the jobs waiting under them; a running job's
+    worker has its result refused."""
     with load_app(app_spec, database_url) as app:
-        workers = app.admin.workers()
-    now = datetime.now(UTC)
+        cancelled = app.admin.cancel(job_ids, dry_run=dry_run)
+    report("cancel", cancelled, dry_run, as_json, given=job_ids, skipped_why="already ended")
+    return 0
+
+
+@jobs_group.command("purge")
+@click.option("--state", required=True, metavar="STATE", help="complete, failed or cancelled.")
+@click.option(
+    "--older-than", required=True, metavar="DURATION", help="Finished more than this ago, e.g. 7d."
+)
+@click.option("--queue", default=None, help="Only this queue.")
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@app_options
+def purge_command(
+    state: str,
+    older_than: str,
+    queue: str | None,
+    dry_run: bool,
+    as_json: bool,
+    app_spec: str | None,
+    database_url: str | None,
+) -> int:
+    """Delete ended jobs in STATE that finished more than --older-than ago."""
+    with load_app(app_spec, database_url) as app:
+        purged = app.admin.purge(state, older_than, queue, dry_run=dry_run)
     if as_json:
         print_json(
-            [
-                {
-                    **w.__dict__,
-                    **{
-                        k: getattr(w, k).isoformat()
-                        for k in ("started_at", "heartbeat_at", "stopped_at")
-                        if getattr(w, k)
-                    },
-                }
-                for w in workers
-            ]
+            {"action": "purge", "dry_run": dry_run, "count": purged, "state": state,
+             "older_than": parse_duration(older_than, "--older-than"), "queue": queue}
+        )  # fmt: skip
+    else:
+        verb = "would purge" if dry_run else "purged"
+        where = f" of queue {queue}" if queue else ""
+        click.echo(f"{verb} {count(purged, f'{state} job')}{where} finished over {older_than} ago")
+    return 0
+
+
+# -- reports of mass actions -------------------------------------------------------------------
+
+PAST = {
+    "retry": "retried",
+    "cancel": "cancelled",
+    "expire": "expired",
+    "release": "released",
+    "resolve": "resolved",
+}
+
+
+def report(
+    action: str,
+    jobs: Sequence[Job],
+    dry_run: bool,
+    as_json: bool,
+    *,
+    given: Sequence[int] = (),
+    skipped_why: str = "",
+    detail: bool = False,
+    note: str = "",
+) -> None:
+    """What a mass action touched: how many, which (and, for actions on given ids, which of
+    those were left alone). `detail` lists each job with its task and worker."""
+    touched = {job.id for job in jobs}
+    skipped = list(dict.fromkeys(job_id for job_id in given if job_id not in touched))
+    if as_json:
+        print_json(
+            {
+                "action": action,
+                "dry_run": dry_run,
+                "count": len(jobs),
+                "jobs": [job_entry(job) for job in jobs],
+                "skipped": skipped,
+            }
         )
+        return
+    verb = f"would {action}" if dry_run else PAST[action]
+    head = f"{verb} {count(len(jobs), 'job')}" + (f" {note}" if note else "")
+    if detail:
+        click.echo(head + (":" if jobs else ""))
+        for job in jobs:
+            click.echo(f"  {job.id}  {job.task}  {job.queue}  worker {holder(job) or '-'}")
+    else:
+        click.echo(head + (f": {id_list([job.id for job in jobs])}" if jobs else ""))
+    if skipped:
+        click.echo(f"left {count(len(skipped), 'job')} {skipped_why}: {id_list(skipped)}")
+
+
+def job_entry(job: Job) -> dict[str, Any]:
+    """One job in a mass action's JSON report."""
+    return {
+        "id": job.id,
+        "queue": job.queue,
+        "task": job.task,
+        "attempt": job.attempt,
+        "worker": holder(job),
+    }
+
+
+def holder(job: Job) -> str | None:
+    """The worker that held the job when the action took it: its lock, or the worker of the
+    attempt the action just ended (a lock released, a running job cancelled)."""
+    if job.locked_by:
+        return job.locked_by
+    last = job.attempts[-1] if job.attempts else None
+    if last and last.get("attempt") == job.attempt and last.get("outcome") in ("lost", "cancelled"):
+        return last.get("worker")
+    return None
+
+
+def id_list(ids: Sequence[int]) -> str:
+    shown = ", ".join(str(job_id) for job_id in ids[:IDS_SHOWN])
+    return shown + (f" and {len(ids) - IDS_SHOWN} more" if len(ids) > IDS_SHOWN else "")
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+@click.command("workers")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of workers.")
+@app_options
+def workers_command(as_json: bool, app_spec: str | None, database_url: str | None) -> int:
+    """List registered workers: alive, dead (silent for 60s) or stopped, and their jobs."""
+    with load_app(app_spec, database_url) as app:
+        workers = app.admin.workers()
+        now = app.admin.now()
+    if as_json:
+        print_json([worker.to_dict() for worker in workers])
         return 0
-    table = Table("id", "host", "pid", "queues", "concurrency", "last heartbeat", "status")
+    table = Table("id", "host", "pid", "queues", "concurrency", "jobs", "last heartbeat", "state")
     for w in workers:
-        alive = (
-            w.stopped_at is None
-            and w.heartbeat_at is not None
-            and now - w.heartbeat_at < timedelta(seconds=60)
-        )
-        status = "stopped" if w.stopped_at else ("alive" if alive else "dead")
+        heard = (now - w.heartbeat_at).total_seconds() if w.heartbeat_at else None
         table.add_row(
-            w.id,
-            w.host,
-            str(w.pid),
-            ",".join(w.queues),
-            str(w.concurrency),
-            when(w.heartbeat_at),
-            status,
-        )
+            w.id, w.host, str(w.pid), ",".join(w.queues), str(w.concurrency), str(w.jobs),
+            f"{when(w.heartbeat_at)} ({seconds(max(heard, 0.0))} ago)" if heard is not None else "-",
+            w.state or "-",
+        )  # fmt: skip
     console().print(table)
     return 0
 
 
-def run_time(job: Job) -> float | None:
-    if job.started_at is None:
+# -- what a job's figures read as --------------------------------------------------------------
+
+
+def timing(job: Job, now: datetime) -> dict[str, float | None]:
+    """`jobs show --json`'s "timing": seconds waited (started - run_at), run time, lock age."""
+    waited = None
+    if job.started_at is not None and job.state != "pending" and job.started_at >= job.run_at:
+        waited = (job.started_at - job.run_at).total_seconds()
+    return {"waited": waited, "run_time": run_time(job, now), "lock_age": lock_age(job, now)}
+
+
+def run_time(job: Job, now: datetime | None = None) -> float | None:
+    """How long the job has run (running, against the database's `now`), or how long its last
+    attempt ran."""
+    if job.state == RUNNING:
+        if job.started_at is None or now is None:
+            return None
+        return max((now - job.started_at).total_seconds(), 0.0)
+    last = job.attempts[-1] if job.attempts else None
+    if last and last.get("started_at") and last.get("finished_at"):
+        return (last["finished_at"] - last["started_at"]).total_seconds()
+    return None
+
+
+def lock_age(job: Job, now: datetime) -> float | None:
+    """How long the worker that holds the job has held it."""
+    if job.state != RUNNING or not job.locked_by or job.started_at is None:
         return None
-    end = job.finished_at or (datetime.now(UTC) if job.state == "running" else None)
-    return (end - job.started_at).total_seconds() if end else None
+    return max((now - job.started_at).total_seconds(), 0.0)
+
+
+def state_text(job: Job) -> str:
+    if job.stuck:
+        return f"{job.state} (stuck: {job.stuck})"
+    return job.state
 
 
 def progress_text(job: Job) -> str:
@@ -260,7 +508,33 @@ def progress_text(job: Job) -> str:
     return f"{job.progress.get('fraction', 0) * 100:.0f}%" + (f" {message}" if message else "")
 
 
-def lock_text(job: Job) -> str:
+def progress_bar(job: Job) -> str:
+    if not job.progress:
+        return "-"
+    fraction = min(max(float(job.progress.get("fraction") or 0.0), 0.0), 1.0)
+    filled = round(fraction * BAR_WIDTH)
+    bar = "█" * filled + "░" * (BAR_WIDTH - filled)
+    message = job.progress.get("message")
+    return f"{bar} {fraction * 100:.0f}%" + (f" {message}" if message else "")
+
+
+def lock_text(job: Job, now: datetime | None = None) -> str:
     if not job.locked_by:
         return "-"
-    return f"held by {job.locked_by}, expires {when(job.lock_expires_at)}"
+    text = f"held by {job.locked_by}"
+    if now is not None and (age := lock_age(job, now)) is not None:
+        text += f" for {seconds(age)}"
+    if job.lock_expires_at is not None:
+        text += f", expires {when(job.lock_expires_at)}"
+        if now is not None:
+            left = (job.lock_expires_at - now).total_seconds()
+            text += f" (in {seconds(left)})" if left >= 0 else f" ({seconds(-left)} ago)"
+    return text
+
+
+def review_text(job: Job) -> str:
+    if job.needs_review:
+        return "awaiting review"
+    if job.reviewed_at is not None:
+        return f"resolved {when(job.reviewed_at)}: {job.review_note or ''}"
+    return "-"
