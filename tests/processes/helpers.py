@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -125,3 +126,49 @@ def _processes() -> dict[int, tuple[str, int, int]]:
         state, parent, group = stat.rpartition(")")[2].split()[:3]
         found[int(entry.name)] = (state, int(parent), int(group))
     return found
+
+
+def process_state(pid: int) -> str:
+    """A process's state letter from /proc ("T" once SIGSTOP stopped it), "" if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[0]
+
+
+def others_in_transaction(db: Database) -> bool:
+    """Whether another connection holds SQLite's write lock, or has a PostgreSQL transaction open:
+    a process stopped then would block the test's own writes until it runs again."""
+    if db.sqlite:
+        probe = sqlite3.connect(db.url.removeprefix("sqlite:///"), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    return db.value(
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database()"
+        " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        " AND xact_start IS NOT NULL"
+    )
+
+
+def stop_between_transactions(worker: WorkerProcess, db: Database, tries: int = 50) -> None:
+    """SIGSTOP the worker at a moment it has no transaction open (else let it run on a little
+    and try again), so the stopped worker blocks nobody."""
+    for _ in range(tries):
+        worker.signal(signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while process_state(worker.pid) != "T":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"worker {worker.pid} did not stop on SIGSTOP")
+            time.sleep(0.01)
+        if not others_in_transaction(db):
+            return
+        worker.signal(signal.SIGCONT)
+        time.sleep(0.02)  # let it end its transaction
+    raise AssertionError(f"worker {worker.pid} was in a transaction each of {tries} times")

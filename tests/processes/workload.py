@@ -77,3 +77,28 @@ def _executions_connection(url: str) -> Any:
 
 
 app = build()
+
+
+HOLD_LIMIT = 60.0  # a held attempt gives up (fails) after this long, so no test hangs on it
+
+
+def add_admin_tasks(app: App) -> App:
+    """The tasks of the admin process tests (test_admin_processes.py), added to `app`."""
+
+    @app.task(max_attempts=5)
+    def hold(ctx: Any, gate: str, held: int = 1) -> dict[str, int]:
+        """Attempts up to `held` block until the file `gate` exists; later ones run through.
+        Records its start and effect as `record` does; returns who ran it."""
+        executed(ctx, app.database_url)
+        deadline = time.monotonic() + HOLD_LIMIT
+        while ctx.job.attempt <= held and not os.path.exists(gate):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gate {gate} never opened")
+            time.sleep(0.02)
+        effect(ctx)
+        return {"pid": os.getpid(), "attempt": ctx.job.attempt}
+
+    return app
+
+
+add_admin_tasks(app)
