@@ -55,7 +55,7 @@ def pg_server_url() -> Iterator[str]:
 def pg_url(pg_server_url: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE roadie_jobs, roadie_workers RESTART IDENTITY")
+        conn.execute("TRUNCATE roadie_jobs, roadie_workers, roadie_queues, roadie_audit RESTART IDENTITY")
     return pg_server_url
 
 
