@@ -507,25 +507,41 @@ class Admin:
         since = self.backend.clock_now() - timedelta(seconds=seconds)
         task = _task(task)
         groups: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def count(job: Job, ended: datetime, error: str, for_good: bool) -> None:
+            group = groups.setdefault(
+                (job.task, error_signature(error)),
+                {"attempts": 0, "jobs": set(), "failed": set(), "seen": []},
+            )
+            group["attempts"] += 1
+            group["jobs"].add(job.id)
+            if for_good:
+                group["failed"].add(job.id)
+            group["seen"].append((ended, job.id, error))
+
         for job in self.backend.job_list_errors(since, _queue(queue), FAILURE_SCAN_LIMIT):
             if task is not None and job.task != task:
                 continue
+            final_counted = False
             for record in job.attempts:
                 ended = record.get("finished_at")
                 error = record.get("error")
                 if record.get("outcome") in ("complete", "cancelled") or not error or not ended:
                     continue
-                if ended < since:
-                    continue
-                key = (job.task, error_signature(error))
-                group = groups.setdefault(
-                    key, {"attempts": 0, "jobs": set(), "failed": set(), "seen": []}
-                )
-                group["attempts"] += 1
-                group["jobs"].add(job.id)
-                if job.state == FAILED and record.get("attempt") == job.attempt:
-                    group["failed"].add(job.id)
-                group["seen"].append((ended, job.id, error))
+                final = job.state == FAILED and record.get("attempt") == job.attempt
+                final_counted = final_counted or final
+                if ended >= since:
+                    count(job, ended, error, final)
+            # A parent failed through a child or a callback ends with no failed attempt of its
+            # own: its end is the failure.
+            if (
+                job.state == FAILED
+                and not final_counted
+                and job.error
+                and job.finished_at is not None
+                and job.finished_at >= since
+            ):
+                count(job, job.finished_at, job.error, True)
         result = []
         for (task_name, signature), group in groups.items():
             seen = sorted(group["seen"])

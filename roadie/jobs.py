@@ -205,10 +205,12 @@ def clean_text(text: str | None, limit: int = MAX_ERROR_BYTES) -> str | None:
 
 
 # What varies between occurrences of one failure: quoted values, ids, addresses, numbers.
+# A quote opens only where no letter precedes it, so "can't" is an apostrophe, not a quote; a
+# hex id is a word of hex digits holding both a digit and a letter, in any order.
 _VARYING = (
-    (re.compile(r"'[^']*'|\"[^\"]*\""), "'…'"),
+    (re.compile(r"(?<!\w)'[^']*'|\"[^\"]*\""), "'…'"),
     (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
-    (re.compile(r"\b0x[0-9a-f]+\b|\b[0-9a-f]*[0-9][0-9a-f]*[a-f][0-9a-f]*\b", re.I), "<hex>"),
+    (re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]+\b", re.I), "<hex>"),
     (re.compile(r"\d+(\.\d+)?"), "N"),
 )
 SIGNATURE_LENGTH = 200

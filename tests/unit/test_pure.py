@@ -107,3 +107,52 @@ def test_passwords_in_urls_are_masked_in_errors() -> None:
     with pytest.raises(InvalidInput) as err:
         parse_database_url("mysql://admin:s3cret@db/roadie")
     assert "s3cret" not in str(err.value) and "admin:***@db" in str(err.value)
+
+
+# -- error signatures (roadie failures) --------------------------------------------------------
+
+from roadie.jobs import error_signature  # noqa: E402  (this section was appended)
+
+
+@pytest.mark.parametrize(
+    ("errors", "signature"),
+    [
+        (["ConnectionError: cannot reach smtp.example.com:25 after 3 tries (job 81)",
+          "ConnectionError: cannot reach smtp.example.com:587 after 12 tries (job 90210)"],
+         "ConnectionError: cannot reach smtp.example.com:N after N tries (job N)"),
+        (["KeyError: 'user_42'", 'KeyError: "video:7"', "KeyError: ''"], "KeyError: '…'"),
+        (["ValueError: can't convert 'abc' to int", "ValueError: can't convert '12' to int"],
+         "ValueError: can't convert '…' to int"),
+        (["upload 550e8400-e29b-41d4-a716-446655440000 missing",
+          "upload 6BA7B810-9DAD-11D1-80B4-00C04FD430C8 missing"], "upload <uuid> missing"),
+        (["object abc123 not found", "object 5f3a1b not found", "object 0xDEADBEEF not found"],
+         "object <hex> not found"),
+        (["timeout after 1.5s on 10.0.0.12", "timeout after 30s on 10.0.3.7"],
+         "timeout after Ns on N.N"),
+        (["OSError: disk full\nTraceback (most recent call last):\n  File \"x.py\", line 3",
+          "  OSError:   disk   full  "], "OSError: disk full"),
+    ],
+)  # fmt: skip
+def test_one_cause_gives_one_error_signature(errors: list[str], signature: str) -> None:
+    assert {error_signature(error) for error in errors} == {signature}
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("ConnectionError: smtp down", "TimeoutError: smtp down"),
+        ("ValueError: bad size 3", "ValueError: bad codec 3"),
+        ("disk full on /var", "disk full on /srv"),
+        ("KeyError: 'a'", "IndexError: 'a'"),
+    ],
+)
+def test_different_causes_give_different_signatures(one: str, other: str) -> None:
+    assert error_signature(one) != error_signature(other)
+
+
+def test_error_signature_edges() -> None:
+    assert error_signature("") == "" and error_signature("  \n ") == ""
+    assert error_signature("\n\nRuntimeError: boom 7\nmore") == "RuntimeError: boom N"
+    long = error_signature("x" * 1000 + " 42")
+    assert long == "x" * 200
+    assert error_signature("deadbeef facade cafe") == "deadbeef facade cafe"  # words, no digits
