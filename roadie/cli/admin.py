@@ -39,8 +39,10 @@ def expire_stuck_command(
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """Force jobs running for longer than --older-than out of running: each is retried as a new
-    attempt (or failed with --fail); the worker that still holds one has its result refused."""
+    """Force jobs running too long out of running.
+
+    Each job running for longer than --older-than is retried as a new attempt (or failed with
+    --fail); the worker that still holds one has its result refused."""
     with load_app(app_spec, database_url) as app:
         expired = app.admin.expire_stuck(older_than, queue, fail=fail, dry_run=dry_run)
     then = "failed" if fail else "retried"
@@ -64,8 +66,10 @@ def expire_stuck_command(
 def clear_locks_command(
     dead_for: str, dry_run: bool, as_json: bool, app_spec: str | None, database_url: str | None
 ) -> int:
-    """Release locks held by dead or stopped workers, or whose lease ran out: each job goes back
-    to the queue as a lost attempt (or fails after 3 lost workers)."""
+    """Release the locks of dead workers.
+
+    Locks held by workers stopped or silent for --dead-for, or whose lease ran out: each job goes
+    back to the queue as a lost attempt (or fails after 3 lost workers)."""
     with load_app(app_spec, database_url) as app:
         released = app.admin.clear_locks(dead_for, dry_run=dry_run)
     report("release", released, dry_run, as_json, detail=True, note="from dead workers' locks")

@@ -109,7 +109,10 @@ def list_command(
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """List jobs, newest first; with --state running, who runs them and for how long."""
+    """List jobs, newest first.
+
+    With --state running: each job's worker, lock age, progress, run time and whether it looks
+    stuck."""
     with load_app(app_spec, database_url) as app:
         admin = app.admin
         jobs = admin.list_jobs(
@@ -170,7 +173,10 @@ def page_hint(items: Sequence[Any], limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the job with its attempts as JSON.")
 @app_options
 def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url: str | None) -> int:
-    """Show one job: arguments, result, progress, timing, lock, every attempt, children."""
+    """Show one job in full.
+
+    Arguments (and earlier ones), result, progress, timing, lock, review, every attempt with its
+    error, and the children tree."""
     with load_app(app_spec, database_url) as app:
         job = app.admin.get_job(job_id)
         now = app.admin.now()
@@ -286,7 +292,10 @@ def retry_command(
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """Retry failed or cancelled jobs as a new attempt (a failed parent waits for them again)."""
+    """Retry failed or cancelled jobs.
+
+    Each starts a new attempt with a fresh allowance of its task's max_attempts; a parent that
+    failed through one waits for it again."""
     if job_ids and failed:
         raise InvalidInput("give job ids or --failed, not both")
     if not job_ids and not failed:
@@ -317,8 +326,10 @@ def cancel_command(
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """Cancel jobs that have not ended, with the jobs waiting under them; a running job's
-    worker has its result refused."""
+    """Cancel jobs that have not ended.
+
+    The jobs waiting under them are cancelled too; a running job's worker has its result
+    refused."""
     with load_app(app_spec, database_url) as app:
         cancelled = app.admin.cancel(job_ids, dry_run=dry_run)
     report("cancel", cancelled, dry_run, as_json, given=job_ids, skipped_why="already ended")
@@ -343,7 +354,10 @@ def purge_command(
     app_spec: str | None,
     database_url: str | None,
 ) -> int:
-    """Delete ended jobs in STATE that finished more than --older-than ago."""
+    """Delete ended jobs that finished long ago.
+
+    Deletes jobs in --state (complete, failed or cancelled) whose finished_at is more than
+    --older-than ago."""
     with load_app(app_spec, database_url) as app:
         purged = app.admin.purge(state, older_than, queue, dry_run=dry_run)
     if as_json:
