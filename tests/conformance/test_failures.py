@@ -11,16 +11,6 @@ from roadie import App, FrozenClock, InvalidInput, Permanent, Transient
 from roadie.admin import FailureGroup
 
 
-@pytest.fixture(autouse=True)
-def no_paused_queues(db_url: str) -> None:
-    """Start with no queue paused: between tests the shared PostgreSQL database is emptied of
-    jobs and workers, but roadie_queues keeps what another test paused."""
-    with App(db_url) as app:
-        for queue in app.backend.queue_list():
-            if queue.paused:
-                app.backend.queue_set_paused(queue.name, False, "tests")
-
-
 @pytest.fixture
 def clock() -> FrozenClock:
     return FrozenClock()
