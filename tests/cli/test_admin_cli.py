@@ -10,12 +10,10 @@ from __future__ import annotations
 import getpass
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
 from roadie import App, FrozenClock, Permanent
@@ -40,20 +38,6 @@ class Run:
 
     def json(self) -> Any:
         return json.loads(self.out)
-
-
-@pytest.fixture(autouse=True)
-def empty_admin_tables(db_url: str) -> Iterator[None]:
-    """The PostgreSQL session database is shared: no paused queue or audit entry leaks."""
-
-    def truncate() -> None:
-        if db_url.startswith("postgresql"):
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("TRUNCATE roadie_queues, roadie_audit RESTART IDENTITY")
-
-    truncate()
-    yield
-    truncate()
 
 
 @pytest.fixture

@@ -8,30 +8,13 @@ job), and the workers' states.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-import psycopg
 import pytest
 
 from roadie import App, FrozenClock, InvalidInput, Permanent
 from roadie.backends.base import WorkerInfo
 from roadie.jobs import Fence, Job
-
-
-@pytest.fixture(autouse=True)
-def empty_admin_tables(db_url: str) -> Iterator[None]:
-    """The PostgreSQL session database is shared: start and leave with no paused queue and an
-    empty audit log (SQLite gets a new file per test)."""
-
-    def truncate() -> None:
-        if db_url.startswith("postgresql"):
-            with psycopg.connect(db_url, autocommit=True) as conn:
-                conn.execute("TRUNCATE roadie_queues, roadie_audit RESTART IDENTITY")
-
-    truncate()
-    yield
-    truncate()
 
 
 @pytest.fixture
