@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from roadie import App
+from roadie import App, FrozenClock
 
 PG_ADMIN_URL = os.environ.get(
     "ROADIE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -55,7 +55,9 @@ def pg_server_url() -> Iterator[str]:
 def pg_url(pg_server_url: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE roadie_jobs, roadie_workers, roadie_queues, roadie_audit RESTART IDENTITY")
+        conn.execute(
+            "TRUNCATE roadie_jobs, roadie_workers, roadie_queues, roadie_audit RESTART IDENTITY"
+        )
     return pg_server_url
 
 
@@ -93,3 +95,15 @@ def make_app(db_url: str) -> Iterator[Callable[..., App]]:
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
     return make_app()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The database clock of `frozen_app`, frozen until the test moves it (`clock.advance`)."""
+    return FrozenClock()
+
+
+@pytest.fixture
+def frozen_app(make_app: Callable[..., App], clock: FrozenClock) -> App:
+    """An App on the test's database whose clock is `clock`: no sleeping."""
+    return make_app(clock=clock)

@@ -8,9 +8,7 @@ Bad input gives exit 2, exactly one stderr line, and changes nothing.
 from __future__ import annotations
 
 import getpass
-import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,8 +16,8 @@ import pytest
 
 from roadie import App, FrozenClock, Permanent
 from roadie.backends.base import WorkerInfo
-from roadie.cli import main
 from roadie.jobs import STATES, Fence
+from tests.cli.running import Run, assert_error
 
 APP = "tests.cli.sample_app:app"
 ENTRY_KEYS = {"id", "queue", "task", "attempt", "worker"}
@@ -30,27 +28,12 @@ TWO_HOURS = 7200.0
 TWO_HOURS_AGO = re.compile(r"\b12[01]\.\dm\b")  # how `seconds()` prints two hours and a little
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
 @pytest.fixture
-def roadie(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, db_url: str):
+def roadie(roadie, db_url: str):
     """Run `roadie ARGV... --database-url <the test's database>` in-process."""
-    monkeypatch.delenv("ROADIE_APP", raising=False)
-    monkeypatch.delenv("ROADIE_DATABASE_URL", raising=False)
 
     def run(*argv: Any) -> Run:
-        capsys.readouterr()
-        code = main([str(arg) for arg in argv] + ["--database-url", db_url])
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+        return roadie(*[str(arg) for arg in argv], "--database-url", db_url)
 
     return run
 
@@ -86,14 +69,6 @@ def app(make_app) -> App:
 def past(make_app) -> App:
     """An App writing two hours in the past: what it claims has run for two hours by now."""
     return register(make_app(clock=FrozenClock(datetime.now(UTC) - timedelta(seconds=TWO_HOURS))))
-
-
-def assert_error(run: Run, contains: str = "") -> None:
-    assert run.code == 2, (run.code, run.out, run.err)
-    assert run.err.startswith("roadie: error: ") and run.err.count("\n") == 1, run.err
-    assert run.err.endswith("\n") and run.out == "", (run.out, run.err)
-    assert "Traceback" not in run.err and "Usage:" not in run.err
-    assert contains.lower() in run.err.lower(), run.err
 
 
 def failed_jobs(app: App, n: int) -> list[int]:
@@ -615,7 +590,9 @@ def test_bad_input_is_one_line_and_changes_nothing(
     argv = [
         arg.replace("{failed}", str(failed)).replace("{pending}", str(pending.id)) for arg in argv
     ]
-    assert_error(roadie(*argv), reason)
+    run = roadie(*argv)
+    assert_error(run, 2, reason)
+    assert run.out == ""
     assert app.admin.list_jobs() == before
     assert app.admin.audit() == []
     assert not any(entry["paused"] for entry in app.admin.queues())

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import psycopg
 import pytest
 
 from roadie import App
-from roadie.cli import main
+from tests.cli.running import assert_error
 
 ROOT = Path(__file__).resolve().parents[2]
 ROADIE = str(Path(sys.executable).with_name("roadie"))
@@ -36,42 +35,6 @@ JOB_KEYS = {
 }  # fmt: skip
 TIME_KEYS = ("created_at", "run_at", "started_at", "finished_at", "lock_expires_at")
 ATTEMPT_KEYS = {"attempt", "worker", "started_at", "finished_at", "outcome", "error", "traceback"}
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def roadie(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """Run `roadie ARGV...` in-process; returns its exit code, stdout and stderr."""
-    monkeypatch.delenv("ROADIE_APP", raising=False)
-    monkeypatch.delenv("ROADIE_DATABASE_URL", raising=False)
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def assert_error(run: Run, code: int, contains: str = "") -> str:
-    """One line on stderr, `roadie: error: ...`, no traceback; returns the message."""
-    assert run.code == code, (run.code, run.out, run.err)
-    assert run.err.startswith("roadie: error: "), run.err
-    assert run.err.endswith("\n") and run.err.count("\n") == 1, run.err
-    assert "Traceback" not in run.err + run.out
-    assert "Usage:" not in run.err + run.out
-    assert contains.lower() in run.err.lower(), run.err
-    return run.err.removeprefix("roadie: error: ").rstrip("\n")
 
 
 def count_jobs(url: str) -> int:

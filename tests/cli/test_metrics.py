@@ -17,7 +17,6 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from roadie import App, DatabaseUnavailable, FrozenClock, Permanent, Transient
-from roadie.cli import main
 from roadie.cli.monitor import metrics_app
 from roadie.jobs import STATES
 from roadie.metrics import CONTENT_TYPE, make_registry, metrics_text
+from tests.cli.running import assert_error
 from tests.helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,35 +51,6 @@ ENTRY_KEYS = {
     "depth", "duration", "finished", "failed", "throughput", "failure_rate", "duration_sum",
     "retries", "retries_total", "oldest_lock_age", "oldest_pending_age", "review", "stuck",
 }  # fmt: skip
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def roadie(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """Run `roadie ARGV...` in-process; returns its exit code, stdout and stderr."""
-    monkeypatch.delenv("ROADIE_APP", raising=False)
-    monkeypatch.delenv("ROADIE_DATABASE_URL", raising=False)
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-def assert_one_line_error(run: Run, code: int, contains: str) -> None:
-    assert run.code == code, (run.code, run.out, run.err)
-    assert run.err.startswith("roadie: error: ") and run.err.count("\n") == 1, run.err
-    assert "Traceback" not in run.err and "Usage:" not in run.err
-    assert contains in run.err, run.err
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -361,15 +331,13 @@ def test_roadie_metrics_serves_until_signalled(make_app, db_url: str, signum: in
 
 
 def test_roadie_metrics_refuses_a_bad_window_and_a_taken_port(roadie, db_url: str) -> None:
-    assert_one_line_error(
-        roadie("metrics", "--window", "soon", "--database-url", db_url), 2, "window"
-    )
+    assert_error(roadie("metrics", "--window", "soon", "--database-url", db_url), 2, "window")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = str(taken.getsockname()[1])
         run = roadie("metrics", "--port", port, "--database-url", db_url)
-    assert_one_line_error(run, 1, f"cannot listen on 127.0.0.1:{port}")
+    assert_error(run, 1, f"cannot listen on 127.0.0.1:{port}")
 
 
 def test_stats_json_shape(roadie, db_url: str) -> None:
@@ -442,4 +410,4 @@ def test_stats_table_has_a_row_per_queue_and_a_total(roadie, db_url: str) -> Non
     ],
 )
 def test_stats_bad_input_is_one_line_exit_2(roadie, db_url: str, argv: list, contains: str) -> None:
-    assert_one_line_error(roadie("stats", *argv, "--database-url", db_url), 2, contains)
+    assert_error(roadie("stats", *argv, "--database-url", db_url), 2, contains)

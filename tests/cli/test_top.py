@@ -12,11 +12,10 @@ from rich.console import Console
 
 from roadie import App, FrozenClock, Permanent
 from roadie.backends.base import WorkerInfo
-from roadie.cli import main
 from roadie.cli.top import render_top, snapshot
 from roadie.errors import DatabaseUnavailable
 from roadie.jobs import Fence, Job
-from tests.cli.test_cli import Run, assert_error
+from tests.cli.running import assert_error
 
 WORKER = "render-host:4242:abc123"
 
@@ -67,30 +66,9 @@ def define_tasks(app: App) -> None:
 
 
 @pytest.fixture
-def roadie(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """Run `roadie ARGV...` in-process; returns its exit code, stdout and stderr."""
-    monkeypatch.delenv("ROADIE_APP", raising=False)
-    monkeypatch.delenv("ROADIE_DATABASE_URL", raising=False)
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
-
-
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def app(make_app, clock: FrozenClock) -> App:
-    app = make_app(clock=clock)
-    define_tasks(app)
-    return app
+def app(frozen_app: App) -> App:
+    define_tasks(frozen_app)
+    return frozen_app
 
 
 # -- roadie top: one frame -------------------------------------------------------------------

@@ -18,31 +18,24 @@ from roadie.jobs import Fence, Job
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def app(make_app, clock: FrozenClock) -> App:
-    app = make_app(clock=clock)
-
-    @app.task(queue="content")
+def app(frozen_app: App) -> App:
+    @frozen_app.task(queue="content")
     def transcode(ctx, n: int = 0) -> int:
         return n
 
-    @app.task(queue="notifications", max_attempts=3)
+    @frozen_app.task(queue="notifications", max_attempts=3)
     def send(ctx, to: str = "") -> None:
         raise Permanent(f"mailbox {to} UNREACHABLE")
 
-    @app.task(queue="content", timeout="1m")
+    @frozen_app.task(queue="content", timeout="1m")
     def publish(ctx, n: int = 0) -> None:
         ctx.spawn("index", n=n)
         ctx.spawn("index", n=n + 1)
 
-    @app.task(queue="indexing")
+    @frozen_app.task(queue="indexing")
     def index(ctx, n: int = 0) -> None: ...
 
-    return app
+    return frozen_app
 
 
 def claim(app: App, worker: str, queue: str = "content", lease: float = 30.0) -> Fence:

@@ -12,13 +12,8 @@ from roadie.admin import FailureGroup
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def app(make_app, clock: FrozenClock) -> App:
-    return make_app(clock=clock)
+def app(frozen_app: App) -> App:
+    return frozen_app
 
 
 def drain(app: App) -> None:

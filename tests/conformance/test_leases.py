@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import pytest
 
-from roadie import App, FrozenClock
+from roadie import App
 from roadie.jobs import Fence
 from roadie.maintenance import Maintenance
 from tests.helpers import run_together, wait_until
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def frozen_app(make_app, clock: FrozenClock) -> App:
-    app = make_app(clock=clock)
-
-    @app.task(queue="content")
+def frozen_app(frozen_app: App) -> App:
+    @frozen_app.task(queue="content")
     def transcode(ctx, n: int = 0) -> None: ...
 
-    return app
+    return frozen_app
 
 
 def claim_one(app: App, worker: str = "w1", lease: float = 30.0):

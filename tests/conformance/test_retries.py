@@ -13,16 +13,6 @@ class RenditionServiceDown(Exception):
     pass
 
 
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def frozen_app(make_app, clock: FrozenClock) -> App:
-    return make_app(clock=clock)
-
-
 @pytest.mark.parametrize(
     ("error", "retried"),
     [

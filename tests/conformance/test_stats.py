@@ -21,13 +21,8 @@ ENTRY_KEYS = {
 
 
 @pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock()
-
-
-@pytest.fixture
-def app(make_app, clock: FrozenClock) -> App:
-    return make_app(clock=clock)
+def app(frozen_app: App) -> App:
+    return frozen_app
 
 
 @pytest.fixture
