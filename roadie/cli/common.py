@@ -92,7 +92,11 @@ def seconds(value: float | None) -> str:
         return f"{value * 1000:.0f}ms"
     if value < 120:
         return f"{value:.2f}s"
-    return f"{value / 60:.1f}m"
+    if value < 2 * 3600:
+        return f"{value / 60:.1f}m"
+    if value < 2 * 86400:
+        return f"{value / 3600:.1f}h"
+    return f"{value / 86400:.1f}d"
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:

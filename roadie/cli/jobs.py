@@ -456,12 +456,21 @@ def count(n: int, noun: str) -> str:
 
 
 @click.command("workers")
+@click.option(
+    "--dead-after",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="A worker silent this long is shown dead.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of workers.")
 @app_options
-def workers_command(as_json: bool, app_spec: str | None, database_url: str | None) -> int:
-    """List registered workers: alive, dead (silent for 60s) or stopped, and their jobs."""
+def workers_command(
+    dead_after: str, as_json: bool, app_spec: str | None, database_url: str | None
+) -> int:
+    """List registered workers: alive, dead (silent for --dead-after) or stopped, and their jobs."""
     with load_app(app_spec, database_url) as app:
-        workers = app.admin.workers()
+        workers = app.admin.workers(dead_after=dead_after)
         now = app.admin.now()
     if as_json:
         print_json([worker.to_dict() for worker in workers])
