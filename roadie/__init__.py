@@ -6,6 +6,7 @@ from roadie.context import JobContext
 from roadie.errors import (
     DatabaseUnavailable,
     InvalidInput,
+    JobNotFound,
     LeaseLost,
     Permanent,
     RoadieError,
@@ -23,6 +24,7 @@ __all__ = [
     "InvalidInput",
     "Job",
     "JobContext",
+    "JobNotFound",
     "LeaseLost",
     "Permanent",
     "RoadieError",

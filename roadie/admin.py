@@ -21,7 +21,7 @@ from roadie.config import (
     is_storable_id,
     parse_duration,
 )
-from roadie.errors import InvalidInput
+from roadie.errors import InvalidInput, JobNotFound
 from roadie.jobs import (
     FAILED,
     MAX_LOST_ATTEMPTS,
@@ -122,10 +122,10 @@ class Admin:
         return self._mark_stuck([job], self.backend.clock_now())[0]
 
     def get_job(self, job_id: int) -> Job:
-        """The job with its children, or InvalidInput("no job N")."""
+        """The job with its children, or JobNotFound ("no job N", an InvalidInput)."""
         job = self.find_job(job_id)
         if job is None:
-            raise InvalidInput(f"no job {job_id}")
+            raise JobNotFound(job_id)
         return job
 
     def active_jobs(self, queue: str | None = None, limit: int = 1000) -> list[Job]:
@@ -320,7 +320,7 @@ class Admin:
         for job_id in job_ids:
             job = self.backend.job_get(job_id) if is_storable_id(job_id) else None
             if job is None:
-                raise InvalidInput(f"no job {job_id}")
+                raise JobNotFound(job_id)
             jobs.append(job)
         return jobs
 

@@ -13,6 +13,14 @@ class UnknownTask(InvalidInput):
     """A task name that no `@app.task` registered."""
 
 
+class JobNotFound(InvalidInput):
+    """No job has that id (the CLI exits 2; the API answers 404)."""
+
+    def __init__(self, job_id: object) -> None:
+        super().__init__(f"no job {job_id}")
+        self.job_id = job_id
+
+
 class LeaseLost(RoadieError):
     """A fenced write matched no row: this worker no longer owns the job; its write changed nothing."""
 
