@@ -43,6 +43,16 @@ PURGE_BATCH = 5_000
 AUDIT_MAX_IDS = 1_000  # job ids kept on one audit entry; its count is always the full count
 USUAL_DURATION_WINDOW = 3600.0  # a task's usual duration is judged on the last hour
 FAILURE_SCAN_LIMIT = 10_000  # jobs read to group failures
+TIMELINE_MAX_BUCKETS = 1_000
+# What the dashboard's overview warns about (see `Admin.alerts`).
+ALERT_PENDING_AGE = 300.0  # a due job waiting longer than this: the queue is falling behind
+ALERT_GROWTH_MIN = 10  # jobs: a queue "grows" by at least this many over the window
+ALERT_GROWTH_SHARE = 0.25  # ... and by at least this share of what it finished
+ALERT_SPIKE_WINDOW = 900.0  # failures are judged over the last 15 minutes
+ALERT_SPIKE_MIN_FINISHED = 5  # ... with at least this many jobs finished in them
+ALERT_SPIKE_RATE = 0.2  # a failure rate this high is a spike whatever came before
+ALERT_SPIKE_FACTOR = 3.0  # ... as is one this many times the rest of the window's
+ALERT_SPIKE_FLOOR = 0.05  # ... if it is at least this high
 
 
 @dataclass(frozen=True)
@@ -384,9 +394,7 @@ class Admin:
             queue=queue, task=task, limit=limit, needs_review=True, before_id=before_id
         )
 
-    def resolve(
-        self, job_ids: Sequence[int], note: str, *, actor: str | None = None
-    ) -> list[Job]:
+    def resolve(self, job_ids: Sequence[int], note: str, *, actor: str | None = None) -> list[Job]:
         """Acknowledge failed jobs: they stay failed and leave the review list, with the note."""
         note = _check_text(note, "note")
         if not note:
@@ -498,6 +506,139 @@ class Admin:
             "workers": {state: sum(w.state == state for w in workers) for state in states},
         }
 
+    def timeline(
+        self, window: Any = "1h", buckets: int = 12, queue: str | None = None
+    ) -> dict[str, Any]:
+        """The last `window` cut into `buckets` equal intervals, oldest first: per queue, how many
+        jobs were created, finished (complete or failed) and failed in each.
+
+        `{"at", "since", "bucket_seconds", "starts": [ISO 8601 per bucket], "queues": {name:
+        {"created": [...], "finished": [...], "failed": [...]}}, "total": {...}}`; a queue with
+        nothing in the window is absent (unless asked for). Jobs created count those now
+        pending, running or ended, not those now waiting on their children.
+        """
+        seconds = parse_duration(window, "--window")
+        if seconds <= 0:
+            raise InvalidInput("--window must be longer than 0s")
+        count = check_int(buckets, "buckets", (1, TIMELINE_MAX_BUCKETS))
+        queue = _queue(queue)
+        now = self.backend.clock_now()
+        since = now - timedelta(seconds=seconds)
+        width = seconds / count
+        rows = self.backend.stats_timeline(since, now, width, count, queue)
+
+        def empty() -> dict[str, list[int]]:
+            return {key: [0] * count for key in ("created", "finished", "failed")}
+
+        queues: dict[str, dict[str, list[int]]] = {queue: empty()} if queue else {}
+        total = empty()
+        for row in rows:
+            bucket = min(max(row["bucket"], 0), count - 1)
+            entry = queues.setdefault(row["queue"], empty())
+            for key in ("created", "finished", "failed"):
+                entry[key][bucket] += row[key]
+                total[key][bucket] += row[key]
+        return {
+            "at": now.isoformat(),
+            "since": since.isoformat(),
+            "bucket_seconds": width,
+            "starts": [(since + timedelta(seconds=width * i)).isoformat() for i in range(count)],
+            "queues": dict(sorted(queues.items())),
+            "total": total,
+        }
+
+    def alerts(self, timeline: Mapping[str, Any] | None = None) -> list[Alert]:
+        """What needs an administrator now, per queue, worst kinds first:
+
+        - backlog: the oldest due pending job has waited over 5 minutes;
+        - growing: over the timeline's window (the last hour) at least 10 more jobs arrived than
+          finished (and 25 % more), they still sit pending, and the last 15 minutes grew too;
+        - failures: over the last 15 minutes, of at least 5 jobs finished, 20 % or more failed,
+          or at least 5 % and 3 times the rate of the rest of the window;
+        - stuck: running jobs far past their task's usual duration, their timeout or lease.
+
+        `timeline` is `self.timeline()`'s answer if the caller already has it.
+        """
+        now = self.backend.clock_now()
+        line = timeline if timeline is not None else self.timeline("1h", 12)
+        paused = {info.name for info in self.backend.queue_list() if info.paused}
+        pending: dict[str, int] = {}
+        waited: dict[str, float] = {}
+        for row in self.backend.stats_depth(None):
+            if row["state"] == "pending":
+                pending[row["queue"]] = int(row["jobs"])
+                if row["oldest_pending_age"] is not None:
+                    waited[row["queue"]] = float(row["oldest_pending_age"])
+        alerts: list[Alert] = []
+        for name, age in sorted(waited.items()):
+            if age > ALERT_PENDING_AGE:
+                note = " (the queue is paused)" if name in paused else ""
+                alerts.append(
+                    Alert(
+                        "backlog",
+                        name,
+                        f"{name}: the oldest due job has waited {_span(age)}; "
+                        f"{pending.get(name, 0)} pending{note}",
+                    )
+                )
+        width = float(line["bucket_seconds"])
+        recent = max(1, min(round(ALERT_SPIKE_WINDOW / width), len(line["starts"])))
+        for name, entry in line["queues"].items():
+            created, finished, failed = entry["created"], entry["finished"], entry["failed"]
+            grew = sum(created) - sum(finished)
+            if (
+                grew >= max(ALERT_GROWTH_MIN, ALERT_GROWTH_SHARE * sum(finished))
+                and pending.get(name, 0) >= ALERT_GROWTH_MIN
+                and sum(created[-recent:]) > sum(finished[-recent:])
+            ):
+                alerts.append(
+                    Alert(
+                        "growing",
+                        name,
+                        f"{name}: {sum(created)} jobs arrived and {sum(finished)} finished in "
+                        f"the last {_span(width * len(created))}; {pending.get(name, 0)} pending",
+                    )
+                )
+            done, bad = sum(finished[-recent:]), sum(failed[-recent:])
+            before_done = sum(finished[:-recent])
+            before = sum(failed[:-recent]) / before_done if before_done else 0.0
+            rate = bad / done if done else 0.0
+            if done >= ALERT_SPIKE_MIN_FINISHED and (
+                rate >= ALERT_SPIKE_RATE
+                or (rate >= ALERT_SPIKE_FLOOR and rate >= ALERT_SPIKE_FACTOR * before)
+            ):
+                alerts.append(
+                    Alert(
+                        "failures",
+                        name,
+                        f"{name}: {bad} of {done} jobs failed in the last "
+                        f"{_span(width * recent)} ({rate:.0%}; {before:.0%} before)",
+                    )
+                )
+        running = self.active_jobs(limit=MAX_LIST_LIMIT)
+        usual = self.backend.stats_usual_durations(now - timedelta(seconds=USUAL_DURATION_WINDOW))
+        stuck: dict[str, list[Job]] = {}
+        for job in running:
+            if job.stuck:
+                stuck.setdefault(job.queue, []).append(job)
+        for name, jobs in sorted(stuck.items()):
+            oldest = jobs[0]  # active_jobs lists the longest running first
+            ran = (now - oldest.started_at).total_seconds() if oldest.started_at else 0.0
+            why = oldest.stuck
+            if why == "slow" and oldest.task in usual:
+                why = f"its task usually takes {_span(usual[oldest.task][1])}"
+            alerts.append(
+                Alert(
+                    "stuck",
+                    name,
+                    f"{name}: {len(jobs)} running job{'s' if len(jobs) != 1 else ''} look stuck; "
+                    f"job {oldest.id} ({oldest.task}) has held its lock for {_span(ran)}: {why}",
+                    tuple(job.id for job in jobs),
+                )
+            )
+        order = {"stuck": 0, "failures": 1, "backlog": 2, "growing": 3}
+        return sorted(alerts, key=lambda alert: (order[alert.kind], alert.queue))
+
     def failures(
         self, window: Any = "24h", queue: str | None = None, task: str | None = None
     ) -> list[FailureGroup]:
@@ -561,6 +702,23 @@ class Admin:
         return sorted(result, key=lambda g: (-g.attempts, g.task, g.signature))
 
 
+@dataclass(frozen=True)
+class Alert:
+    """Something on a queue an administrator should look at now.
+
+    `kind`: "backlog" (a due job has waited too long), "growing" (more jobs arrive than finish),
+    "failures" (the failure rate spikes) or "stuck" (running jobs that look stuck: far past their
+    task's usual duration, their timeout or their lease)."""
+
+    kind: str
+    queue: str
+    message: str
+    job_ids: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "job_ids": list(self.job_ids)}
+
+
 def _queue_stats(
     depth_rows: list[dict[str, Any]],
     finished: Mapping[str, Any] | None,
@@ -597,6 +755,19 @@ def _queue_stats(
         "review": sum(int(row["review"] or 0) for row in depth_rows),
         "stuck": stuck,
     }
+
+
+def _span(seconds: float) -> str:
+    """A duration as a person reads it in a message: 45s, 7.5m, 3.0h, 2.0d."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f}m".replace(".0m", "m")
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
+    return f"{seconds / 86400:.1f}d".replace(".0d", "d")
 
 
 def _worker_state(worker: WorkerInfo, now: datetime, silent: timedelta) -> str:

@@ -82,6 +82,7 @@ QUERY_NAMES = frozenset(
         "stats_finished",
         "stats_retries",
         "stats_usual_durations",
+        "stats_timeline",
     }
 )
 
@@ -233,7 +234,9 @@ class Backend(Protocol):
     def job_list_timed_out(self) -> list[Job]: ...
     def job_list_children(self, parent_id: int) -> list[Job]: ...
     def job_cancel(self, job_id: int) -> Job | None: ...
-    def job_requeue(self, job_id: int, allowance: int, args_json: str | None = None) -> Job | None: ...
+    def job_requeue(
+        self, job_id: int, allowance: int, args_json: str | None = None
+    ) -> Job | None: ...
 
     def lease_renew(
         self, worker_id: str, fences: Sequence[Fence], lease: float
@@ -261,6 +264,9 @@ class Backend(Protocol):
     ) -> list[dict[str, Any]]: ...
     def stats_retries(self, since: datetime, queue: str | None) -> dict[str, int]: ...
     def stats_usual_durations(self, since: datetime) -> dict[str, tuple[int, float]]: ...
+    def stats_timeline(
+        self, since: datetime, until: datetime, width: float, buckets: int, queue: str | None
+    ) -> list[dict[str, Any]]: ...
 
     def transaction_begin(self) -> Transaction: ...
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool: ...
@@ -783,6 +789,30 @@ class SQLBackend:
         """Per task with a running job: (samples, p95 seconds) of its recent completions."""
         rows = self._read("stats_usual_durations", since=self._encode_time(since))
         return {row["task"]: (int(row["samples"]), float(row["p95"])) for row in rows}
+
+    def stats_timeline(
+        self, since: datetime, until: datetime, width: float, buckets: int, queue: str | None
+    ) -> list[dict[str, Any]]:
+        """Per queue and bucket of `width` seconds from `since` (`buckets` of them, the last
+        holding `until`): {queue, bucket, created, finished, failed}; empty buckets are absent."""
+        rows = self._read(
+            "stats_timeline",
+            since=self._encode_time(since),
+            until=self._encode_time(until),
+            width=width,
+            buckets=buckets,
+            queue=queue,
+        )
+        return [
+            {
+                "queue": row["queue"],
+                "bucket": int(row["bucket"]),
+                "created": int(row["created"]),
+                "finished": int(row["finished"]),
+                "failed": int(row["failed"]),
+            }
+            for row in rows
+        ]
 
 
 def _fence(fence: Fence) -> dict[str, Any]:
