@@ -25,6 +25,7 @@ from roadie.cli.common import (
 from roadie.config import parse_duration
 from roadie.errors import InvalidInput
 from roadie.jobs import RUNNING, STATES, Job
+from roadie.report import action_report, holder, lock_age, run_time, timing
 
 TREE_WIDTH = 50
 TREE_DEPTH = 4
@@ -399,15 +400,7 @@ def report(
     touched = {job.id for job in jobs}
     skipped = list(dict.fromkeys(job_id for job_id in given if job_id not in touched))
     if as_json:
-        print_json(
-            {
-                "action": action,
-                "dry_run": dry_run,
-                "count": len(jobs),
-                "jobs": [job_entry(job) for job in jobs],
-                "skipped": skipped,
-            }
-        )
+        print_json(action_report(action, jobs, dry_run, given))
         return
     verb = f"would {action}" if dry_run else PAST[action]
     head = f"{verb} {count(len(jobs), 'job')}" + (f" {note}" if note else "")
@@ -419,28 +412,6 @@ def report(
         click.echo(head + (f": {id_list([job.id for job in jobs])}" if jobs else ""))
     if skipped:
         click.echo(f"left {count(len(skipped), 'job')} {skipped_why}: {id_list(skipped)}")
-
-
-def job_entry(job: Job) -> dict[str, Any]:
-    """One job in a mass action's JSON report."""
-    return {
-        "id": job.id,
-        "queue": job.queue,
-        "task": job.task,
-        "attempt": job.attempt,
-        "worker": holder(job),
-    }
-
-
-def holder(job: Job) -> str | None:
-    """The worker that held the job when the action took it: its lock, or the worker of the
-    attempt the action just ended (a lock released, a running job cancelled)."""
-    if job.locked_by:
-        return job.locked_by
-    last = job.attempts[-1] if job.attempts else None
-    if last and last.get("attempt") == job.attempt and last.get("outcome") in ("lost", "cancelled"):
-        return last.get("worker")
-    return None
 
 
 def id_list(ids: Sequence[int]) -> str:
@@ -488,34 +459,6 @@ def workers_command(
 
 
 # -- what a job's figures read as --------------------------------------------------------------
-
-
-def timing(job: Job, now: datetime) -> dict[str, float | None]:
-    """`jobs show --json`'s "timing": seconds waited (started - run_at), run time, lock age."""
-    waited = None
-    if job.started_at is not None and job.state != "pending" and job.started_at >= job.run_at:
-        waited = (job.started_at - job.run_at).total_seconds()
-    return {"waited": waited, "run_time": run_time(job, now), "lock_age": lock_age(job, now)}
-
-
-def run_time(job: Job, now: datetime | None = None) -> float | None:
-    """How long the job has run (running, against the database's `now`), or how long its last
-    attempt ran."""
-    if job.state == RUNNING:
-        if job.started_at is None or now is None:
-            return None
-        return max((now - job.started_at).total_seconds(), 0.0)
-    last = job.attempts[-1] if job.attempts else None
-    if last and last.get("started_at") and last.get("finished_at"):
-        return (last["finished_at"] - last["started_at"]).total_seconds()
-    return None
-
-
-def lock_age(job: Job, now: datetime) -> float | None:
-    """How long the worker that holds the job has held it."""
-    if job.state != RUNNING or not job.locked_by or job.started_at is None:
-        return None
-    return max((now - job.started_at).total_seconds(), 0.0)
 
 
 def state_text(job: Job) -> str:
