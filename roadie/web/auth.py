@@ -8,6 +8,9 @@
   and, for HTML forms, carry the CSRF token; JSON API calls must be `application/json` instead,
   which a cross-site form cannot send without a CORS preflight that is never granted.
 - Failed logins are logged and answered slower and slower per client address.
+- Without credentials, only requests addressed to a loopback name (Host: localhost, 127.0.0.1,
+  [::1]) are served: a page on another site cannot reach the dashboard by DNS rebinding (its
+  name made to resolve to 127.0.0.1), which the Origin check alone does not see.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -38,6 +42,7 @@ OPEN_PATHS = ("/healthz",)
 FAILED_LOGIN_DELAY = 0.25  # seconds, doubled per recent failure from one address
 FAILED_LOGIN_MAX_DELAY = 4.0
 FAILED_LOGIN_MEMORY = 300.0  # failures older than this are forgotten
+FAILED_LOGIN_CLIENTS = 10_000  # addresses remembered at most; past that, the stale ones go
 CSRF_FIELD = "csrf_token"
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -110,6 +115,12 @@ class Guard:
     def login_delay(self, client: str) -> float:
         """Record a failed login from `client`; how long to wait before answering it."""
         now = time.monotonic()
+        if len(self._failures) >= FAILED_LOGIN_CLIENTS:
+            self._failures = {
+                address: times
+                for address, times in self._failures.items()
+                if now - times[-1] < FAILED_LOGIN_MEMORY
+            }
         recent = [t for t in self._failures.get(client, []) if now - t < FAILED_LOGIN_MEMORY]
         recent.append(now)
         self._failures[client] = recent[-16:]
@@ -150,12 +161,18 @@ class AccessMiddleware:
         if path in OPEN_PATHS:
             return None
         headers = Headers(scope=scope)
+        if self.guard.open and not loopback_host(headers.get("host")):
+            return PlainTextResponse(
+                "without credentials the dashboard answers only requests for localhost: "
+                "open it as http://127.0.0.1:PORT/ or configure --auth",
+                status_code=403,
+            )
         user = self.guard.user_for(headers)
         if user is None:
             if headers.get("authorization"):
                 client = scope.get("client") or ("?", 0)
                 delay = self.guard.login_delay(client[0])
-                log.warning("failed dashboard login from %s for %s", client[0], path)
+                log.warning("failed dashboard login from %s for %r", client[0], path)
                 await asyncio.sleep(delay)
             return PlainTextResponse(
                 "authentication required",
@@ -180,6 +197,25 @@ def cross_site(headers: Headers) -> bool:
     if origin is None:
         return False
     return origin == "null" or urlsplit(origin).netloc != headers.get("host")
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a Host header names this machine by a loopback name or address (or is absent, as
+    from an HTTP/1.0 client: browsers always send it)."""
+    if host is None:
+        return True
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return False
+    if not name:
+        return False
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def current_user(request: Request) -> User:

@@ -24,7 +24,7 @@ from roadie.web import create_app
 ADMIN = ("alice", "admin-secret")
 VIEWER = ("victor", "viewer-secret")
 CREDENTIALS = {"auth": "alice:admin-secret", "viewer_auth": "victor:viewer-secret"}
-BASE_URL = "http://testserver"
+BASE_URL = "http://localhost"  # a loopback name: an open dashboard serves only those
 
 
 def basic(user: str, password: str) -> str:
