@@ -13,6 +13,7 @@ from roadie.cli.jobs import enqueue_command, jobs_group, workers_command
 from roadie.cli.monitor import metrics_command, stats_command
 from roadie.cli.run import demo_command, migrate_command, worker_command
 from roadie.cli.top import failures_command, top_command
+from roadie.cli.web import dashboard_command
 from roadie.errors import DatabaseUnavailable, InvalidInput, RoadieError
 
 for command in (
@@ -29,6 +30,7 @@ for command in (
     failures_command,
     top_command,
     metrics_command,
+    dashboard_command,
     demo_command,
 ):
     cli.add_command(command)
