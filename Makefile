@@ -3,8 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+CHROMIUM ?= chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_GET ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +19,19 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/roadie demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# Installs Debian's chromium when missing; without apt-get the browser tests skip (fail in CI).
+chromium:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium; \
+	  else \
+	    echo "no chromium and no apt-get: the browser tests will be skipped" >&2; \
+	  fi; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -27,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf $(VENV) roadie-demo.db* .pytest_cache
+	rm -rf $(VENV) roadie-demo.db* .pytest_cache tests/artifacts
