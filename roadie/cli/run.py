@@ -92,12 +92,35 @@ def worker_command(
 
 
 @click.command("demo")
-@click.option("--small", is_flag=True, help="A small day, for tests and quick looks.")
+@click.option(
+    "--small", is_flag=True, help="A small day (a few seconds), for tests and quick looks."
+)
 @click.option(
     "--database-url", default=None, metavar="URL", help="Default: sqlite:///roadie-demo.db"
 )
-def demo_command(small: bool, database_url: str | None) -> int:
-    """Run the platform's workload on the five queues and print a summary."""
-    from roadie.demo import run_demo
+@click.option(
+    "--keep-running",
+    is_flag=True,
+    help="Leave the workers (and the dashboard) running after the day, until Ctrl-C.",
+)
+@click.option(
+    "--workdir",
+    envvar="ROADIE_DEMO_DIR",
+    default=None,
+    metavar="DIR",
+    help="Where the demo keeps its files: uploads, media, rollups, outbox, search.db, logs "
+    "(or ROADIE_DEMO_DIR; default: beside the SQLite file, roadie-demo/; else ./roadie-demo).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=8000, show_default=True,
+    help="The dashboard's port, with --keep-running.",
+)  # fmt: skip
+def demo_command(
+    small: bool, database_url: str | None, keep_running: bool, workdir: str | None, port: int
+) -> int:
+    """Run a day of the content platform on the five queues: live progress, then a summary."""
+    from roadie.demo.run import run_demo
 
-    return run_demo(database_url or "sqlite:///roadie-demo.db", small=small)
+    return run_demo(
+        database_url, small=small, keep_running=keep_running, workdir=workdir, port=port
+    )

@@ -1,5 +1,7 @@
+"""`python -m roadie.demo [--small] [...]` is `roadie demo`."""
+
 import sys
 
-from roadie.demo import run_demo
+from roadie.cli import main
 
-sys.exit(run_demo("sqlite:///roadie-demo.db", small="--small" in sys.argv))
+sys.exit(main(["demo", *sys.argv[1:]]))
