@@ -41,7 +41,7 @@ class Relay:
         domain = address.rpartition("@")[2].lower()
         if domain == world.CLOSED:
             self.counts["refused"] += 1
-            return f"550 5.1.1 <{address}>: mailbox unavailable"
+            return "550 5.1.1 mailbox unavailable: no such user here"
         if domain == world.GREYLISTING and (envelope.mail_from, address) not in self.greylisted:
             self.greylisted.add((envelope.mail_from, address))
             self.counts["greylisted"] += 1
