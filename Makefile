@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 
 clean:
-	rm -rf $(VENV) roadie-demo.db* .pytest_cache tests/artifacts
+	rm -rf $(VENV) roadie-demo.db* roadie-demo .pytest_cache tests/artifacts
