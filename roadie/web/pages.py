@@ -32,7 +32,7 @@ from starlette.templating import Jinja2Templates
 from roadie.admin import MAX_LIST_LIMIT, Admin
 from roadie.config import parse_duration
 from roadie.errors import InvalidInput, JobNotFound
-from roadie.jobs import FAILED, RUNNING, STATES, TERMINAL_STATES, Job
+from roadie.jobs import FAILED, PENDING, RUNNING, STATES, TERMINAL_STATES, Job
 from roadie.report import locks, run_time, timing
 from roadie.web.auth import CSRF_FIELD, Guard, current_user
 
@@ -97,6 +97,28 @@ def round_span(value: float) -> str:
     return span(value)
 
 
+def countdown(value: float) -> str:
+    """Time left as a person reads a countdown, whole units rounded down: 40s, 59m, 1h 5m,
+    2d 3h."""
+    seconds = max(int(value), 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        hours, minutes = divmod(seconds // 60, 60)
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    days, hours = divmod(seconds // 3600, 24)
+    return f"{days}d {hours}h" if hours else f"{days}d"
+
+
+def due_in(job: Job, now: datetime) -> float | None:
+    """Seconds until a pending job is due, when it is scheduled in the future; else None."""
+    if job.state != PENDING or job.run_at <= now:
+        return None
+    return (job.run_at - now).total_seconds()
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
@@ -123,7 +145,12 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        when=when, span=span, json=pretty_json, first_line=first_line, percent=percent
+        when=when,
+        span=span,
+        countdown=countdown,
+        json=pretty_json,
+        first_line=first_line,
+        percent=percent,
     )
     env.globals.update(plural=plural, states=STATES)
     return env
@@ -542,6 +569,7 @@ def job_rows(jobs: Sequence[Job], now: datetime) -> list[dict[str, Any]]:
             "job": job,
             "run_time": run_time(job, now),
             "fraction": _fraction(job),
+            "due_in": due_in(job, now),
         }
         for job in jobs
     ]
@@ -584,16 +612,40 @@ def job_page(request: Request) -> Response:
         child_counts=sorted(job.child_counts.items()),
         can_retry=job.state in (FAILED, "cancelled"),
         can_cancel=job.state not in TERMINAL_STATES,
-        attempts=[
-            {
-                **record,
-                "took": (record["finished_at"] - record["started_at"]).total_seconds()
-                if record.get("finished_at") and record.get("started_at")
-                else None,
-            }
-            for record in reversed(job.attempts)
-        ],
+        due_in=due_in(job, now),
+        # A pending job that ran before still carries its last attempt's start, run time and
+        # error: the page labels them as the last attempt's.
+        after_attempt=job.state == PENDING and bool(job.attempts or job.started_at),
+        attempts=attempt_rows(job, now),
     )
+
+
+def attempt_rows(job: Job, now: datetime) -> list[dict[str, Any]]:
+    """The job's attempts, newest first: the one in progress (a running job's, which has no
+    record until it ends) and then every ended one with how long it took."""
+    rows = [
+        {
+            **record,
+            "took": (record["finished_at"] - record["started_at"]).total_seconds()
+            if record.get("finished_at") and record.get("started_at")
+            else None,
+            "running": False,
+        }
+        for record in reversed(job.attempts)
+    ]
+    recorded = {record.get("attempt") for record in job.attempts}
+    if job.state == RUNNING and job.attempt not in recorded:
+        current = {
+            "attempt": job.attempt,
+            "outcome": RUNNING,
+            "worker": job.locked_by,
+            "started_at": job.started_at,
+            "finished_at": None,
+            "took": run_time(job, now),
+            "running": True,
+        }
+        rows.insert(0, current)
+    return rows
 
 
 def child_tree(admin: Admin, job: Job, depth: int, budget: list[int]) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,11 +198,13 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 class Dashboard:
-    """`roadie dashboard --port <free> --database-url <url>` as a subprocess."""
+    """`roadie dashboard --port <free> --database-url <url> [extra_args]` as a subprocess
+    (e.g. extra_args `--auth admin:pw --viewer-auth viewer:pw`)."""
 
-    def __init__(self, database_url: str, log_path: Path) -> None:
+    def __init__(self, database_url: str, log_path: Path, extra_args: Sequence[str] = ()) -> None:
         self.database_url = database_url
         self.log_path = log_path
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
         self.base_url = ""
 
@@ -227,6 +230,7 @@ class Dashboard:
             str(port),
             "--database-url",
             self.database_url,
+            *self.extra_args,
         ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(

@@ -143,6 +143,7 @@ def pages_of(site: Site) -> dict[str, str]:
         "job-parent": f"/jobs/{site.jobs.parent}",
         "job-failed": f"/jobs/{site.jobs.failed[1]}",
         "job-running": f"/jobs/{site.jobs.running}",
+        "job-scheduled": f"/jobs/{site.jobs.scheduled}",
         "job-hostile-args": f"/jobs/{site.jobs.hostile}",
         "queues": "/queues",
         "workers": "/workers",
@@ -227,6 +228,11 @@ def test_retrying_a_failed_job_from_its_page_makes_it_pending(page: Any, site: S
     form.get_by_role("button", name="Retry").click()
     expect(page.locator("#notice")).to_be_visible()
     expect(page.locator("#job-state")).to_contain_text("pending")
+    # What the failed attempt left is labelled as the last attempt's, not shown as current.
+    labels = page.locator("dl.facts dt").all_inner_texts()
+    assert {"last error", "last attempt started", "last attempt ran"} <= set(labels), labels
+    assert not {"error", "started", "run time"} & set(labels), labels
+    expect(page.locator("dt:text-is('last error') + dd")).to_contain_text("ConnectionRefusedError")
     shoot(page, site, "job-retried")
     with site.admin_app() as app:
         assert app.get_job(job_id).state == "pending"
@@ -289,3 +295,141 @@ def test_at_phone_width_nothing_overflows_but_scrolling_tables(browser: Any, sit
         context.close()
     assert not watch.errors, "\n".join(watch.errors)
     assert not problems, "\n".join(f"{path}: {'; '.join(p)}" for path, p in problems.items())
+
+
+def test_a_running_job_shows_its_attempt_in_progress(page: Any, site: Site) -> None:
+    from playwright.sync_api import expect
+
+    visit(page, site, f"/jobs/{site.jobs.running}")
+    expect(page.locator("#job-state")).to_contain_text("running")
+    first = page.locator("ol.attempts > li").first
+    expect(first).to_have_attribute("data-attempt", "1")
+    expect(first).to_have_class(re.compile(r"\boutcome-running\b"))
+    expect(first.locator(".state")).to_have_text("running")
+    expect(first).to_contain_text(re.compile(r"started \d{4}-\d\d-\d\d .*running for \S+"))
+    with site.admin_app() as app:
+        holder = app.get_job(site.jobs.running).locked_by
+    assert holder
+    expect(first).to_contain_text(f"on {holder}")
+    expect(page.locator("main")).not_to_contain_text("No attempt yet")
+
+
+def test_a_scheduled_job_says_when_it_is_due(page: Any, site: Site) -> None:
+    from playwright.sync_api import expect
+
+    due = re.compile(r"^due in (59|60)m$|^due in 1h$")
+    visit(page, site, "/jobs")
+    row = page.locator(f'tr[data-job-id="{site.jobs.scheduled}"]')
+    expect(row.locator("time.due")).to_have_text(due)
+    expect(row.locator("time.due")).to_have_attribute("title", re.compile(r"^due \d{4}-"))
+    expect(page.locator(f'tr[data-job-id="{site.jobs.hostile}"] time.due')).to_have_count(0)
+    visit(page, site, f"/jobs/{site.jobs.scheduled}")
+    expect(page.locator("#job-state")).to_have_text("pending")
+    expect(page.locator("#job-due")).to_have_text(due)
+    expect(page.locator("dt:text-is('run at') + dd")).to_contain_text(re.compile(r"\(in \S+\)"))
+
+
+# Every jobs-list row with an error: its height, and the error cell's width.
+ERROR_ROWS_SCRIPT = """
+() => Array.from(document.querySelectorAll("tr[data-job-id]"))
+  .filter((row) => row.querySelector("td.error-text").textContent.trim() !== "")
+  .map((row) => ({
+    id: row.dataset.jobId,
+    state: row.className,
+    height: row.getBoundingClientRect().height,
+    errorWidth: row.querySelector("td.error-text").getBoundingClientRect().width,
+  }))
+"""
+MAX_ROW_HEIGHT = 80  # px: two or three lines of error text, not a word per line
+
+
+def test_at_phone_width_failed_rows_stay_short(browser: Any, site: Site) -> None:
+    context = browser.new_context(base_url=site.base_url, viewport=PHONE, is_mobile=True)
+    context.set_default_timeout(EXPECT_TIMEOUT)
+    try:
+        page = context.new_page()
+        watch = ConsoleWatch(page)
+        visit(page, site, "/jobs")
+        rows = page.evaluate(ERROR_ROWS_SCRIPT)
+        shoot(page, site, "phone-jobs")
+    finally:
+        context.close()
+    assert not watch.errors, "\n".join(watch.errors)
+    assert any("row-failed" in row["state"] for row in rows), rows
+    tall = [row for row in rows if row["height"] > MAX_ROW_HEIGHT]
+    assert not tall, f"rows over {MAX_ROW_HEIGHT}px at {PHONE['width']}px wide: {tall}"
+
+
+# -- with credentials: viewers see, admins act -----------------------------------------------
+
+ADMIN_LOGIN = {"username": "admin", "password": "pw"}
+VIEWER_LOGIN = {"username": "viewer", "password": "pw"}
+
+# Anything that acts: a form that posts, a job checkbox, a button outside a GET filter form.
+ACTIONS_SCRIPT = """
+() => {
+  const main = document.querySelector("main");
+  const posting = main.querySelectorAll('form[method="post" i]').length;
+  const boxes = main.querySelectorAll('input[name="ids"], input[name="csrf_token"]').length;
+  const buttons = Array.from(main.querySelectorAll("button, input[type=submit]"))
+    .filter((b) => !b.closest('form[method="get" i]'))
+    .map((b) => b.textContent.trim() || b.value);
+  return {posting, boxes, buttons};
+}
+"""
+
+
+@pytest.fixture
+def secured(site: Site, tmp_path: Path) -> Iterator[str]:
+    """A second dashboard on the same database, with an admin and a viewer: its address."""
+    server = Dashboard(
+        site.url,
+        tmp_path / "secured-dashboard.log",
+        extra_args=["--auth", "admin:pw", "--viewer-auth", "viewer:pw"],
+    ).start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
+
+
+def test_a_viewer_sees_no_action_and_an_admin_does(browser: Any, site: Site, secured: str) -> None:
+    from playwright.sync_api import expect
+
+    paths = {
+        "job-failed": f"/jobs/{site.jobs.review}",
+        "job-running": f"/jobs/{site.jobs.running}",
+        "queues": "/queues",
+        "locks": "/locks",
+    }
+    wanted = {  # what an admin must be offered on each page
+        "job-failed": ("Retry", "Resolve review"),
+        "job-running": ("Cancel",),
+        "queues": ("Pause", "Purge…"),
+        "locks": ("Expire…", "Clear locks…"),
+    }
+    found: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for who, login in (("viewer", VIEWER_LOGIN), ("admin", ADMIN_LOGIN)):
+        context = browser.new_context(base_url=secured, viewport=DESKTOP, http_credentials=login)
+        context.set_default_timeout(EXPECT_TIMEOUT)
+        try:
+            page = context.new_page()
+            watch = ConsoleWatch(page)
+            for name, path in paths.items():
+                response = page.goto(path)
+                assert response is not None and response.status == 200, (who, path)
+                expect(page.locator("header.top .who")).to_contain_text(f"{who} · {who}")
+                found[f"{who} {name}"] = page.evaluate(ACTIONS_SCRIPT)
+                shoot(page, site, f"{who}-{name}")
+            errors += watch.errors
+        finally:
+            context.close()
+    assert not errors, "\n".join(errors)
+    for name in paths:
+        viewer = found[f"viewer {name}"]
+        assert viewer == {"posting": 0, "boxes": 0, "buttons": []}, (name, viewer)
+        admin = found[f"admin {name}"]
+        assert admin["posting"] > 0 and admin["boxes"] > 0, (name, admin)
+        for button in wanted[name]:
+            assert button in admin["buttons"], (name, button, admin["buttons"])

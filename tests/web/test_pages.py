@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from roadie import App, FrozenClock, Permanent
 from roadie.backends.base import WorkerInfo
 from roadie.jobs import Fence
+from roadie.web.pages import countdown
 from tests.web.conftest import ADMIN, BASE_URL
 
 PAGES = ("/", "/jobs", "/queues", "/workers", "/locks", "/failures", "/review", "/audit")
@@ -239,6 +240,114 @@ def test_a_job_page_shows_everything_about_it(client: TestClient, app: App, seed
         page,
     )
     assert f"/jobs/{seeded.pending[0]}/retry" not in forms(page)  # not failed or cancelled
+
+
+def facts(page: str) -> dict[str, str]:
+    """The job page's facts (About, Timing, Lock): label -> text."""
+    return {
+        html.unescape(label): re.sub(r"<[^>]+>", "", html.unescape(value)).strip()
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd[^>]*>(.*?)</dd>", page, re.S)
+    }
+
+
+def attempt_items(page: str) -> list[tuple[str, str, str]]:
+    """The Attempts list, first shown first: (attempt number, outcome, text without tags)."""
+    items = re.findall(
+        r'<li class="attempt outcome-([a-z]+)" data-attempt="(\d+)">(.*?)</li>', page, re.S
+    )
+    return [
+        (number, outcome, " ".join(re.sub(r"<[^>]+>", " ", html.unescape(text)).split()))
+        for outcome, number, text in items
+    ]
+
+
+def test_a_running_job_shows_its_attempt_in_progress(
+    client: TestClient, app: App, clock: FrozenClock, seeded: Seeded
+) -> None:
+    clock.advance(90)
+    page = client.get(f"/jobs/{seeded.running}").text
+    assert "No attempt yet" not in page
+    [(number, outcome, text)] = attempt_items(page)
+    assert (number, outcome) == ("1", "running")
+    assert "on w-live" in text and "started 2030-01-01 00:00:00Z" in text
+    assert "running for 90.0s" in text
+    assert facts(page)["started"] == "2030-01-01 00:00:00Z"  # not a last attempt's: this one's
+
+    # Attempt 2 running after a failed attempt 1: the one in progress first, then the record.
+    fence = Fence(seeded.running, 1, "w-live")
+    assert app.backend.job_retry(fence, 0.0, "retry", "TimeoutError: slow disk", "Traceback ...")
+    clock.advance(1)
+    [claimed] = app.backend.job_claim("w-live", "slow", 1, LEASE)
+    assert (claimed.id, claimed.attempt) == (seeded.running, 2)
+    clock.advance(5)
+    items = attempt_items(client.get(f"/jobs/{seeded.running}").text)
+    assert [(n, o) for n, o, _ in items] == [("2", "running"), ("1", "retry")]
+    assert "running for 5.0s" in items[0][2] and "TimeoutError: slow disk" in items[1][2]
+
+    ended = client.get(f"/jobs/{seeded.failed[0]}").text  # an ended job: no attempt in progress
+    assert [(n, o) for n, o, _ in attempt_items(ended)] == [("1", "failed")]
+
+
+def test_a_pending_job_labels_what_its_last_attempt_left(
+    client: TestClient, app: App, clock: FrozenClock, seeded: Seeded
+) -> None:
+    job_id = seeded.failed[0]
+    failed = facts(client.get(f"/jobs/{job_id}").text)
+    assert failed["error"].startswith("ConnectionRefusedError") and failed["started"] != "-"
+    assert "last error" not in failed
+
+    app.admin.retry([job_id])
+    clock.advance(60)
+    page = client.get(f"/jobs/{job_id}").text
+    shown = facts(page)
+    for plain in ("error", "started", "run time"):
+        assert plain not in shown, plain  # nothing left unlabelled
+    assert shown["last error"].startswith("ConnectionRefusedError: smtp relay refused")
+    assert shown["last attempt started"] == failed["started"]
+    assert shown["last attempt ran"] == failed["run time"]
+    assert shown["finished"] == "-" and shown["waited"] == "-"
+    assert [(n, o) for n, o, _ in attempt_items(page)] == [("1", "failed")]
+
+    # A job that never ran has nothing to label.
+    fresh = facts(client.get(f"/jobs/{seeded.pending[0]}").text)
+    assert fresh["error"] == "-" and fresh["started"] == "-" and "last error" not in fresh
+
+
+def test_a_scheduled_job_says_when_it_is_due(
+    client: TestClient, app: App, clock: FrozenClock, seeded: Seeded
+) -> None:
+    later = app.tasks["index"].options(delay="1h").enqueue(doc="later").id
+    clock.advance(61)
+
+    def state_cell(listing: str, job_id: int) -> str:
+        found = re.search(rf'<tr data-job-id="{job_id}".*?</tr>', listing, re.S)
+        assert found, f"no row for job {job_id}"
+        cell = re.search(r'<td class="state-cell">(.*?)</td>', found.group(0), re.S)
+        assert cell
+        return " ".join(re.sub(r"<[^>]+>", " ", cell.group(1)).split())
+
+    listing = client.get("/jobs").text
+    assert state_cell(listing, later) == "pending due in 58m"
+    assert 'title="due 2030-01-01 01:00:00Z"' in listing
+    assert state_cell(listing, seeded.pending[0]) == "pending"  # due now: nothing to add
+
+    page = client.get(f"/jobs/{later}").text
+    assert re.search(r'<span class="badge due" id="job-due"[^>]*>due in 58m</span>', page)
+    assert facts(page)["run at"] == "2030-01-01 01:00:00Z (in 58m)"
+    assert "No attempt yet: due in 58m." in page
+    assert 'id="job-due"' not in client.get(f"/jobs/{seeded.pending[0]}").text
+
+    clock.advance(3600)  # now overdue (nobody serves the queue): plain pending again
+    assert state_cell(client.get("/jobs").text, later) == "pending"
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (3900, "1h 5m"),
+     (86400, "1d"), (2 * 86400 + 3 * 3600 + 59, "2d 3h")],
+)  # fmt: skip
+def test_countdowns_read_like_a_clock(seconds: float, text: str) -> None:
+    assert countdown(seconds) == text
 
 
 def test_unknown_job_is_a_404_page(client: TestClient, app: App) -> None:
