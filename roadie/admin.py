@@ -559,6 +559,9 @@ class Admin:
 
         `timeline` is `self.timeline()`'s answer if the caller already has it.
         """
+        # Here, not at the top: roadie.report reads through this module.
+        from roadie.report import round_span, span
+
         now = self.backend.clock_now()
         line = timeline if timeline is not None else self.timeline("1h", 12)
         paused = {info.name for info in self.backend.queue_list() if info.paused}
@@ -577,7 +580,7 @@ class Admin:
                     Alert(
                         "backlog",
                         name,
-                        f"{name}: the oldest due job has waited {_span(age)}; "
+                        f"{name}: the oldest due job has waited {span(age)}; "
                         f"{pending.get(name, 0)} pending{note}",
                     )
                 )
@@ -596,7 +599,8 @@ class Admin:
                         "growing",
                         name,
                         f"{name}: {sum(created)} jobs arrived and {sum(finished)} finished in "
-                        f"the last {_span(width * len(created))}; {pending.get(name, 0)} pending",
+                        f"the last {round_span(width * len(created))}; "
+                        f"{pending.get(name, 0)} pending",
                     )
                 )
             done, bad = sum(finished[-recent:]), sum(failed[-recent:])
@@ -612,7 +616,7 @@ class Admin:
                         "failures",
                         name,
                         f"{name}: {bad} of {done} jobs failed in the last "
-                        f"{_span(width * recent)} ({rate:.0%}; {before:.0%} before)",
+                        f"{round_span(width * recent)} ({rate:.0%}; {before:.0%} before)",
                     )
                 )
         running = self.active_jobs(limit=MAX_LIST_LIMIT)
@@ -626,13 +630,13 @@ class Admin:
             ran = (now - oldest.started_at).total_seconds() if oldest.started_at else 0.0
             why = oldest.stuck
             if why == "slow" and oldest.task in usual:
-                why = f"its task usually takes {_span(usual[oldest.task][1])}"
+                why = f"its task usually takes {span(usual[oldest.task][1])}"
             alerts.append(
                 Alert(
                     "stuck",
                     name,
                     f"{name}: {len(jobs)} running job{'s' if len(jobs) != 1 else ''} look stuck; "
-                    f"job {oldest.id} ({oldest.task}) has held its lock for {_span(ran)}: {why}",
+                    f"job {oldest.id} ({oldest.task}) has held its lock for {span(ran)}: {why}",
                     tuple(job.id for job in jobs),
                 )
             )
@@ -755,19 +759,6 @@ def _queue_stats(
         "review": sum(int(row["review"] or 0) for row in depth_rows),
         "stuck": stuck,
     }
-
-
-def _span(seconds: float) -> str:
-    """A duration as a person reads it in a message: 45s, 7.5m, 3.0h, 2.0d."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:.1f}m".replace(".0m", "m")
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f}h".replace(".0h", "h")
-    return f"{seconds / 86400:.1f}d".replace(".0d", "d")
 
 
 def _worker_state(worker: WorkerInfo, now: datetime, silent: timedelta) -> str:

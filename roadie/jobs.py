@@ -209,8 +209,14 @@ def clean_text(text: str | None, limit: int = MAX_ERROR_BYTES) -> str | None:
 # hex id is a word of hex digits holding both a digit and a letter, in any order.
 _VARYING = (
     (re.compile(r"(?<!\w)'[^']*'|\"[^\"]*\""), "'…'"),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
-    (re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]+\b", re.I), "<hex>"),
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+        "<uuid>",
+    ),
+    (
+        re.compile(r"\b0x[0-9a-f]+\b|\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]+\b", re.I),
+        "<hex>",
+    ),
     (re.compile(r"\d+(\.\d+)?"), "N"),
 )
 SIGNATURE_LENGTH = 200

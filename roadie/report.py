@@ -1,5 +1,6 @@
-"""What the CLI's `--json` and the dashboard's JSON API report, in one shape for both: a job's
-timing, a mass action's report, and the held locks. Pure functions of what the admin layer read.
+"""What the CLI and the dashboard report, in one shape for both: a job's timing, a mass action's
+report, the held locks (the CLI's `--json` and the dashboard's JSON API), and how a length of
+time reads for a person. Pure functions of what the admin layer read.
 """
 
 from __future__ import annotations
@@ -9,7 +10,45 @@ from datetime import datetime
 from typing import Any
 
 from roadie.admin import DEFAULT_DEAD_AFTER, MAX_LIST_LIMIT, Admin
-from roadie.jobs import RUNNING, Job
+from roadie.jobs import PENDING, RUNNING, Job
+
+
+def span(seconds: float | None) -> str:
+    """A length of time as a person reads it, in two units at most: 250ms, 4.2s, 38s, 3m07s,
+    5h02m, 2d04h; "-" for None. Every digit shown is cut down, never rounded up, so 59.9 s
+    reads 59s (not 60s) and a countdown never promises more than is left. Less than nothing (a
+    moment already past) reads as nothing. The CLI and the dashboard print every duration so."""
+    if seconds is None:
+        return "-"
+    micros = max(round(seconds * 1_000_000), 0)  # whole microseconds, as a timedelta holds them
+    if micros < 1_000_000:
+        return f"{micros // 1000}ms"
+    if micros < 10_000_000:
+        tenths = micros // 100_000
+        return f"{tenths // 10}.{tenths % 10}s"
+    whole = micros // 1_000_000
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def round_span(seconds: float) -> str:
+    """A window as it was most likely given, when it is a whole number of one unit (15m, 1h,
+    90s, 7d, as `parse_duration` reads them back); else `span`'s reading of it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:.0f}{unit}"
+    return span(seconds)
+
+
+def after_attempt(job: Job) -> bool:
+    """Whether the job is pending after an earlier attempt: its start, run time and error are
+    that attempt's, and `jobs show` and the dashboard label them as the last attempt's."""
+    return job.state == PENDING and job.attempt > 0
 
 
 def timing(job: Job, now: datetime) -> dict[str, float | None]:

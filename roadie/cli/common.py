@@ -85,20 +85,6 @@ def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if value else "-"
 
 
-def seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 120:
-        return f"{value:.2f}s"
-    if value < 2 * 3600:
-        return f"{value / 60:.1f}m"
-    if value < 2 * 86400:
-        return f"{value / 3600:.1f}h"
-    return f"{value / 86400:.1f}d"
-
-
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
     try:
         value = json.loads(text)

@@ -19,13 +19,12 @@ from roadie.cli.common import (
     load_app,
     parse_json_object,
     print_json,
-    seconds,
     when,
 )
 from roadie.config import parse_duration
 from roadie.errors import InvalidInput
 from roadie.jobs import RUNNING, STATES, Job
-from roadie.report import action_report, holder, lock_age, run_time, timing
+from roadie.report import action_report, after_attempt, holder, lock_age, run_time, span, timing
 
 TREE_WIDTH = 50
 TREE_DEPTH = 4
@@ -140,7 +139,7 @@ def jobs_table(jobs: Sequence[Job], now: datetime) -> Table:
     for job in jobs:
         table.add_row(
             str(job.id), job.queue, job.task, state_text(job), f"{job.attempt}/{job.max_attempts}",
-            str(job.priority), when(job.created_at), seconds(run_time(job, now)),
+            str(job.priority), when(job.created_at), span(run_time(job, now)),
             (job.error or "")[:60],
         )  # fmt: skip
     return table
@@ -154,8 +153,8 @@ def running_table(jobs: Sequence[Job], now: datetime) -> Table:
     for job in jobs:
         table.add_row(
             str(job.id), job.queue, job.task, job.locked_by or "-",
-            f"{job.attempt}/{job.max_attempts}", seconds(lock_age(job, now)),
-            progress_bar(job), seconds(run_time(job, now)), f"STUCK: {job.stuck}" if job.stuck else "",
+            f"{job.attempt}/{job.max_attempts}", span(lock_age(job, now)),
+            progress_bar(job), span(run_time(job, now)), f"STUCK: {job.stuck}" if job.stuck else "",
         )  # fmt: skip
     return table
 
@@ -188,6 +187,9 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
     out = console()
     out.print(f"job {job.id}  {job.task}  ({job.state})", style="bold")
     times = timing(job, now)
+    # A pending job that ran before still carries its last attempt's start, run time and error:
+    # labelled as the last attempt's, as the dashboard does.
+    last = after_attempt(job)
     rows = [
         ("queue", job.queue),
         ("priority", str(job.priority)),
@@ -195,12 +197,12 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
         ("attempt", f"{job.attempt} of {job.max_attempts}"),
         ("created", when(job.created_at)),
         ("run at", when(job.run_at)),
-        ("started", when(job.started_at)),
+        ("last attempt started" if last else "started", when(job.started_at)),
         ("finished", when(job.finished_at)),
-        ("run time", seconds(times["run_time"])),
-        ("waited", seconds(times["waited"])),
+        ("last attempt ran" if last else "run time", span(times["run_time"])),
+        ("waited", span(times["waited"])),
         ("result", json.dumps(job.result, ensure_ascii=False) if job.result is not None else "-"),
-        ("error", job.error or "-"),
+        ("last error" if last else "error", job.error or "-"),
         ("failure", job.failure or "-"),
         ("progress", progress_text(job)),
         ("lock", lock_text(job, now)),
@@ -209,8 +211,9 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
         ("idempotency key", job.idempotency_key or "-"),
         ("parent", str(job.parent_id) if job.parent_id else "-"),
     ]
+    width = max(len(name) for name, _ in rows) + 1
     for name, value in rows:
-        out.print(f"  {name:<16}{value}")
+        out.print(f"  {name:<{width}}{value}")
     if job.args_history:
         table = Table("attempt", "replaced", "arguments", title="earlier arguments")
         for record in job.args_history:
@@ -231,7 +234,7 @@ def show_command(job_id: int, as_json: bool, app_spec: str | None, database_url:
             )
             table.add_row(
                 str(record["attempt"]), str(record["worker"]), when(record["started_at"]),
-                when(record["finished_at"]), seconds(took), record["outcome"],
+                when(record["finished_at"]), span(took), record["outcome"],
                 (record.get("error") or "")[:80],
             )  # fmt: skip
         out.print(table)
@@ -451,7 +454,7 @@ def workers_command(
         heard = (now - w.heartbeat_at).total_seconds() if w.heartbeat_at else None
         table.add_row(
             w.id, w.host, str(w.pid), ",".join(w.queues), str(w.concurrency), str(w.jobs),
-            f"{when(w.heartbeat_at)} ({seconds(max(heard, 0.0))} ago)" if heard is not None else "-",
+            f"{when(w.heartbeat_at)} ({span(max(heard, 0.0))} ago)" if heard is not None else "-",
             w.state or "-",
         )  # fmt: skip
     console().print(table)
@@ -489,12 +492,12 @@ def lock_text(job: Job, now: datetime | None = None) -> str:
         return "-"
     text = f"held by {job.locked_by}"
     if now is not None and (age := lock_age(job, now)) is not None:
-        text += f" for {seconds(age)}"
+        text += f" for {span(age)}"
     if job.lock_expires_at is not None:
         text += f", expires {when(job.lock_expires_at)}"
         if now is not None:
             left = (job.lock_expires_at - now).total_seconds()
-            text += f" (in {seconds(left)})" if left >= 0 else f" ({seconds(-left)} ago)"
+            text += f" (in {span(left)})" if left >= 0 else f" ({span(-left)} ago)"
     return text
 
 

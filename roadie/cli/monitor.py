@@ -15,9 +15,10 @@ import click
 from prometheus_client import make_wsgi_app
 from rich.table import Table
 
-from roadie.cli.common import app_options, console, load_app, print_json, seconds, when
+from roadie.cli.common import app_options, console, load_app, print_json, when
 from roadie.errors import RoadieError
 from roadie.metrics import DEFAULT_WINDOW, make_registry
+from roadie.report import round_span, span
 
 DEPTH_COLUMNS = ("pending", "running", "waiting", "failed")
 SCRAPE_TIMEOUT = 10.0  # a client that sends nothing for this long is dropped
@@ -51,8 +52,9 @@ def stats_table(stats: dict[str, Any]) -> Table:
     """One row per queue and a total row; depth now, the rest over the window."""
     workers = ", ".join(f"{n} {state}" for state, n in stats["workers"].items())
     at = when(datetime.fromisoformat(stats["at"]).astimezone(UTC))
+    window = round_span(stats["window"])
     table = Table(
-        title=f"roadie stats at {at}; all but depth and ages over the last {_span(stats['window'])}",
+        title=f"roadie stats at {at}; all but depth and ages over the last {window}",
         caption=f"workers: {workers}",
         show_footer=False,
     )
@@ -77,11 +79,11 @@ def _row(name: str, entry: dict[str, Any]) -> list[str]:
         name,
         *(str(entry["depth"][state]) for state in DEPTH_COLUMNS),
         _rate(entry["throughput"]),
-        *(seconds(duration[key]) for key in ("p50", "p95", "p99")),
+        *(span(duration[key]) for key in ("p50", "p95", "p99")),
         "-" if rate is None else f"{rate * 100:.1f}",
         str(entry["retries"]),
-        seconds(entry["oldest_lock_age"]),
-        seconds(entry["oldest_pending_age"]),
+        span(entry["oldest_lock_age"]),
+        span(entry["oldest_pending_age"]),
         str(entry["review"]),
         str(entry["stuck"]),
     ]
@@ -89,14 +91,6 @@ def _row(name: str, entry: dict[str, Any]) -> list[str]:
 
 def _rate(per_second: float) -> str:
     return f"{per_second:.3g}" if per_second < 1000 else f"{per_second:.0f}"
-
-
-def _span(window: float) -> str:
-    """A window in the unit it was most likely given in: 900.0 -> "15m"."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if window >= size and window % size == 0:
-            return f"{window / size:g}{unit}"
-    return f"{window:g}s"
 
 
 @click.command("metrics")

@@ -23,6 +23,7 @@ from roadie.cli.common import app_options, console, load_app, print_json, when
 from roadie.config import check_int, parse_duration
 from roadie.errors import DatabaseUnavailable, InvalidInput
 from roadie.jobs import Job
+from roadie.report import span
 
 RATE_WINDOW = 60.0  # rates and failure rates in `top` are over the last minute
 RUNNING_SHOWN = 20  # running jobs drawn: the stuck ones first, then the longest running
@@ -106,23 +107,6 @@ def failures_command(
 
 def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def span(value: float | None) -> str:
-    """A length of time in two units at most: 4.2s, 38s, 3m07s, 5h02m, 2d04h."""
-    if value is None:
-        return "-"
-    value = max(value, 0.0)
-    if value < 10:
-        return f"{value:.1f}s"
-    if value < 60:
-        return f"{value:.0f}s"
-    whole = int(value)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def ago(now: datetime, moment: datetime | None) -> str:

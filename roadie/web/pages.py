@@ -33,7 +33,7 @@ from roadie.admin import MAX_LIST_LIMIT, Admin
 from roadie.config import parse_duration
 from roadie.errors import InvalidInput, JobNotFound
 from roadie.jobs import FAILED, PENDING, RUNNING, STATES, TERMINAL_STATES, Job
-from roadie.report import locks, run_time, timing
+from roadie.report import after_attempt, locks, round_span, run_time, span, timing
 from roadie.web.auth import CSRF_FIELD, Guard, current_user
 
 HERE = Path(__file__).parent
@@ -74,44 +74,6 @@ def when(value: datetime | str | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
-def span(value: float | None) -> str:
-    """A duration as a person reads it: 250ms, 4.2s, 7.5m, 3.1h, 2.0d."""
-    if value is None:
-        return "-"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    if value < 120:
-        return f"{value:.1f}s"
-    if value < 2 * 3600:
-        return f"{value / 60:.1f}m"
-    if value < 2 * 86400:
-        return f"{value / 3600:.1f}h"
-    return f"{value / 86400:.1f}d"
-
-
-def round_span(value: float) -> str:
-    """A whole number of days, hours, minutes or seconds when it is one: 5m, 1h, 90s."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if value >= size and value % size == 0:
-            return f"{value / size:.0f}{unit}"
-    return span(value)
-
-
-def countdown(value: float) -> str:
-    """Time left as a person reads a countdown, whole units rounded down: 40s, 59m, 1h 5m,
-    2d 3h."""
-    seconds = max(int(value), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        hours, minutes = divmod(seconds // 60, 60)
-        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(seconds // 3600, 24)
-    return f"{days}d {hours}h" if hours else f"{days}d"
-
-
 def due_in(job: Job, now: datetime) -> float | None:
     """Seconds until a pending job is due, when it is scheduled in the future; else None."""
     if job.state != PENDING or job.run_at <= now:
@@ -147,7 +109,6 @@ def _environment() -> jinja2.Environment:
     env.filters.update(
         when=when,
         span=span,
-        countdown=countdown,
         json=pretty_json,
         first_line=first_line,
         percent=percent,
@@ -615,7 +576,7 @@ def job_page(request: Request) -> Response:
         due_in=due_in(job, now),
         # A pending job that ran before still carries its last attempt's start, run time and
         # error: the page labels them as the last attempt's.
-        after_attempt=job.state == PENDING and bool(job.attempts or job.started_at),
+        after_attempt=after_attempt(job),
         attempts=attempt_rows(job, now),
     )
 

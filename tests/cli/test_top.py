@@ -84,7 +84,7 @@ def test_a_frame_shows_queues_running_jobs_and_workers(app: App) -> None:
     text = frame(app)
     # queue, paused, pending, running, waiting, failed, rate/s, fail %, oldest pending,
     # oldest lock, stuck
-    assert row(text, "content") == ["content", "1", "1", "0", "0", "0.00", "-", "0.0s", "0.0s", "0"]
+    assert row(text, "content") == ["content", "1", "1", "0", "0", "0.00", "-", "0ms", "0ms", "0"]
     assert row(text, "notifications")[:4] == ["notifications", "PAUSED", "1", "0"]
     assert row(text, "total")[:3] == ["total", "2", "1"]
 

@@ -144,7 +144,7 @@ def test_backlog_when_a_due_job_waits_over_five_minutes(app: App, clock: FrozenC
     clock.advance(2)
     [alert] = [a for a in app.admin.alerts() if a.kind == "backlog"]
     assert alert.queue == "content"
-    assert "5m" in alert.message and "2 pending" in alert.message
+    assert "5m01s" in alert.message and "2 pending" in alert.message
     app.admin.pause("content")
     [alert] = [a for a in app.admin.alerts() if a.kind == "backlog"]
     assert "paused" in alert.message
@@ -209,5 +209,5 @@ def test_stuck_when_a_lock_is_far_older_than_its_task_takes(app: App, clock: Fro
     clock.advance(2)
     [alert] = [a for a in app.admin.alerts() if a.kind == "stuck"]
     assert alert.queue == "content" and alert.job_ids == (slow.id,)
-    assert f"job {slow.id} (work)" in alert.message and "usually takes 2s" in alert.message
+    assert f"job {slow.id} (work)" in alert.message and "usually takes 2.0s" in alert.message
     assert alert.to_dict()["job_ids"] == [slow.id]

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from roadie import Backoff, InvalidInput, Permanent, Transient
 from roadie.config import check_queue, parse_database_url, parse_duration
 from roadie.jobs import clean_text, encode_args
+from roadie.report import round_span, span
 from roadie.retry import decide, decide_expiry, describe, normalize_retry_on
 
 
@@ -22,6 +23,25 @@ from roadie.retry import decide, decide_expiry, describe, normalize_retry_on
 )  # fmt: skip
 def test_durations(value, seconds) -> None:
     assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "-"), (0.25, "250ms"), (0.9999, "999ms"), (4.2, "4.2s"), (9.99, "9.9s"), (38.6, "38s"),
+     (59.9, "59s"), (187, "3m07s"), (5 * 3600 + 120, "5h02m"), (2 * 86400 + 4 * 3600 + 59, "2d04h"),
+     (-3, "0ms")],
+)  # fmt: skip
+def test_spans_read_in_two_units_cut_down(seconds, text) -> None:
+    assert span(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(900, "15m"), (3600, "1h"), (90, "90s"), (7 * 86400, "7d"), (7.5, "7.5s")]
+)
+def test_round_spans_read_as_given(seconds, text) -> None:
+    assert round_span(seconds) == text
+    if seconds >= 1 and seconds % 1 == 0:
+        assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from starlette.testclient import TestClient
 from roadie import App, FrozenClock, Permanent
 from roadie.backends.base import WorkerInfo
 from roadie.jobs import Fence
-from roadie.web.pages import countdown
+from roadie.report import span
 from tests.web.conftest import ADMIN, BASE_URL
 
 PAGES = ("/", "/jobs", "/queues", "/workers", "/locks", "/failures", "/review", "/audit")
@@ -270,7 +270,7 @@ def test_a_running_job_shows_its_attempt_in_progress(
     [(number, outcome, text)] = attempt_items(page)
     assert (number, outcome) == ("1", "running")
     assert "on w-live" in text and "started 2030-01-01 00:00:00Z" in text
-    assert "running for 90.0s" in text
+    assert "running for 1m30s" in text
     assert facts(page)["started"] == "2030-01-01 00:00:00Z"  # not a last attempt's: this one's
 
     # Attempt 2 running after a failed attempt 1: the one in progress first, then the record.
@@ -327,14 +327,14 @@ def test_a_scheduled_job_says_when_it_is_due(
         return " ".join(re.sub(r"<[^>]+>", " ", cell.group(1)).split())
 
     listing = client.get("/jobs").text
-    assert state_cell(listing, later) == "pending due in 58m"
+    assert state_cell(listing, later) == "pending due in 58m59s"
     assert 'title="due 2030-01-01 01:00:00Z"' in listing
     assert state_cell(listing, seeded.pending[0]) == "pending"  # due now: nothing to add
 
     page = client.get(f"/jobs/{later}").text
-    assert re.search(r'<span class="badge due" id="job-due"[^>]*>due in 58m</span>', page)
-    assert facts(page)["run at"] == "2030-01-01 01:00:00Z (in 58m)"
-    assert "No attempt yet: due in 58m." in page
+    assert re.search(r'<span class="badge due" id="job-due"[^>]*>due in 58m59s</span>', page)
+    assert facts(page)["run at"] == "2030-01-01 01:00:00Z (in 58m59s)"
+    assert "No attempt yet: due in 58m59s." in page
     assert 'id="job-due"' not in client.get(f"/jobs/{seeded.pending[0]}").text
 
     clock.advance(3600)  # now overdue (nobody serves the queue): plain pending again
@@ -343,11 +343,11 @@ def test_a_scheduled_job_says_when_it_is_due(
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (3900, "1h 5m"),
-     (86400, "1d"), (2 * 86400 + 3 * 3600 + 59, "2d 3h")],
+    [(0, "0ms"), (59.9, "59s"), (60, "1m00s"), (3599, "59m59s"), (3600, "1h00m"), (3900, "1h05m"),
+     (86400, "1d00h"), (2 * 86400 + 3 * 3600 + 59, "2d03h")],
 )  # fmt: skip
 def test_countdowns_read_like_a_clock(seconds: float, text: str) -> None:
-    assert countdown(seconds) == text
+    assert span(seconds) == text
 
 
 def test_unknown_job_is_a_404_page(client: TestClient, app: App) -> None:
