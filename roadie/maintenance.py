@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
 
 log = logging.getLogger("roadie")
 WORKER_MEMORY = 7 * 86400.0  # workers stopped or silent this long are forgotten
+PRUNE_EVERY = 3600.0  # seconds between two prunings of the workers table by one worker
 
 
 def settle_failure(
@@ -60,6 +62,7 @@ class Maintenance:
         self._backoff_for = backoff_for or (lambda task: DEFAULT_BACKOFF)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pruned_at: float | None = None  # monotonic time of this worker's last pruning
 
     def run_once(self) -> Mapping[str, list[Job]]:
         """Reap expired leases and expire timed-out jobs once; returns what each touched."""
@@ -73,7 +76,9 @@ class Maintenance:
         ]
         for job in expired:
             log.warning("job %s attempt %s: expired after %gs", job.id, job.attempt, job.timeout)
-        self.backend.worker_prune(self.backend.clock_now() - timedelta(seconds=WORKER_MEMORY))
+        if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY:
+            self.backend.worker_prune(self.backend.clock_now() - timedelta(seconds=WORKER_MEMORY))
+            self._pruned_at = time.monotonic()
         return {"reaped": reaped, "expired": expired}
 
     def start(self) -> None:
