@@ -279,3 +279,31 @@ def test_a_batch_stamps_each_job_when_its_handler_returned_under_a_frozen_clock(
     a, b = app.get_job(fences[0].job_id), app.get_job(fences[1].job_id)
     assert (a.finished_at, a.attempts[0]["finished_at"]) == (first, first)
     assert (b.finished_at, b.attempts[0]["finished_at"]) == (clock.now(), clock.now())
+
+
+def test_a_hard_stop_does_not_wait_for_completions_the_database_refuses(app: App, caplog) -> None:
+    """The database away and the worker told to stop now: it gives the waiting completions up,
+    saying so; the jobs stay running until a reaper returns them (at-least-once)."""
+
+    @app.task(queue="content")
+    def noop(ctx, n: int) -> str:
+        return "done"
+
+    attempts: list[int] = []
+
+    def away(worker_id: str, done: Any) -> Any:
+        attempts.append(len(done))
+        raise DatabaseUnavailable("away")
+
+    app.backend.job_complete_many = away  # type: ignore[method-assign]
+    jobs = noop.enqueue_many([{"n": i} for i in range(3)])
+    worker = Worker(app.backend, app.tasks, ["content"], poll_interval=0.05)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_until(lambda: sum(attempts) >= 3 and worker._running == 0, what="writes refused")
+    worker.stop(graceful=False)
+    thread.join(5)
+    assert not thread.is_alive()
+    assert all(app.get_job(job.id).state == "running" for job in jobs)
+    assert not worker._inflight
+    assert "gave up recording its outcome" in caplog.text
