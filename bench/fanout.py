@@ -104,12 +104,13 @@ def main() -> int:
     parser.add_argument(
         "--postgres-url", default=os.environ.get("ROADIE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
     )
+    parser.add_argument("--postgres-database", default="roadie_bench_fanout")
     args = parser.parse_args()
     targets: list[Target] = []
     if args.backend in ("sqlite", "both"):
         targets.append(SQLiteTarget())
     if args.backend in ("postgres", "both"):
-        targets.append(PostgresTarget(args.postgres_url, "roadie_bench_fanout"))
+        targets.append(PostgresTarget(args.postgres_url, args.postgres_database))
     table = Table(
         "case",
         *(t.name for t in targets),

@@ -13,9 +13,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
+from roadie.clock import Clock
 from roadie.jobs import Fence, Job, NewJob
 
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
@@ -59,6 +60,7 @@ QUERY_NAMES = frozenset(
         "job_list",
         "job_claim",
         "job_complete",
+        "job_complete_many",
         "job_retry",
         "job_fail",
         "job_progress",
@@ -195,10 +197,22 @@ class Transaction:
     lost: Callable[[], bool] = field(default=lambda: False)  # its connection died under it
 
 
+class Completion(NamedTuple):
+    """A handler's result to record with others in one batch (`job_complete_many`).
+
+    `finished_at` is None except under a frozen clock (tests), where it is the frozen time when
+    the handler returned; otherwise the database stamps the time the batch is written."""
+
+    fence: Fence
+    result_json: str
+    finished_at: datetime | None = None
+
+
 class Backend(Protocol):
     """Everything roadie asks of a storage engine. Times come from the database unless frozen."""
 
     dialect: str
+    clock: Clock
 
     def close(self) -> None: ...
     def migrations(self) -> list[Migration]: ...
@@ -224,6 +238,9 @@ class Backend(Protocol):
         children: Sequence[NewJob] = (),
         rules: Rules | None = None,
     ) -> bool: ...
+    def job_complete_many(
+        self, worker_id: str, done: Sequence[Completion]
+    ) -> set[tuple[int, int]]: ...
     def job_retry(
         self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
     ) -> bool: ...
@@ -538,6 +555,24 @@ class SQLBackend:
             return self._changed("job_complete", **params)  # the common case: one statement
         with self._atomic() as run:
             return complete(run)
+
+    def job_complete_many(
+        self, worker_id: str, done: Sequence[Completion]
+    ) -> set[tuple[int, int]]:
+        """Record the results of many jobs of one worker in one statement, each fenced as in
+        `job_complete`; returns the (id, attempt) of those completed (a missing one lost its
+        lease). Only for jobs with no children and no parent: nothing else is written."""
+        if not done:
+            return set()
+        items = []
+        for fence, result, finished_at in done:
+            if fence.parent_id is not None or fence.worker_id != worker_id:
+                raise ValueError(f"job {fence.job_id} cannot be completed in a batch")
+            stamp = None if finished_at is None else self._encode_time(finished_at)
+            items.append([fence.job_id, fence.attempt, result, stamp])
+        batch = json.dumps(items, ensure_ascii=False)
+        rows = self._write("job_complete_many", worker_id=worker_id, batch=batch)
+        return {(row["id"], row["attempt"]) for row in rows}
 
     def job_retry(
         self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None

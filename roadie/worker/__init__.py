@@ -4,6 +4,7 @@ Threads of one worker process:
 - the claim loop (the caller's thread): fair batched claims, timeouts, graceful stop;
 - the heartbeat: registers the worker, renews the leases of the jobs in hand, and gives a job
   up itself when its lease could not be renewed for most of its length;
+- the completer: writes the results of completed jobs in batches, one statement each;
 - the waker: blocks on the database's wake-up (NOTIFY, or SQLite's data_version) for new jobs;
 - maintenance: the lease reaper and timeout expirer that every worker runs;
 - the job threads and, for `async def` tasks, one event loop.
@@ -22,11 +23,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from roadie.backends.base import Backend, WorkerInfo
+from roadie.backends.base import Backend, Completion, WorkerInfo
 from roadie.errors import DatabaseUnavailable
 from roadie.jobs import Job
 from roadie.maintenance import Maintenance, settle_failure
 from roadie.retry import DEFAULT_BACKOFF, decide_expiry, retry_at_once
+from roadie.worker.completer import Completer
 from roadie.worker.execution import Execution, Outcome, RunnableTask
 from roadie.worker.executor import EventLoopThread, ThreadPool
 
@@ -62,7 +64,9 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease_lost = 0  # fenced writes refused and jobs given up: results discarded
         self.processed = 0
+        # Jobs in hand: running, or completed and waiting for the completer to write them.
         self._inflight: dict[tuple[int, int], Execution] = {}
+        self._running = 0  # of those, jobs whose handler has a slot (running or recording)
         self._inflight_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -71,6 +75,7 @@ class Worker:
         self._turn = 0
         self._pool = ThreadPool(concurrency)
         self._loop = EventLoopThread()
+        self._completer = Completer(self)
         self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for)
         self._info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), self.queues, concurrency
@@ -126,7 +131,7 @@ class Worker:
         self._wake.set()
 
     def _free_slots(self) -> int:
-        return self.concurrency - len(self._inflight)
+        return self.concurrency - self._running
 
     def _claim(self) -> list[Job]:
         """Claim up to the free capacity, shared fairly: each queue gets an equal share first
@@ -159,7 +164,9 @@ class Worker:
 
     def _wait_time(self) -> float:
         deadlines = [
-            ex.deadline for ex in list(self._inflight.values()) if ex.deadline and not ex.settled
+            ex.deadline
+            for ex in list(self._inflight.values())
+            if ex.deadline and not ex.settled and not ex.handed_off
         ]
         if not deadlines:
             return self.poll_interval
@@ -169,6 +176,7 @@ class Worker:
         execution = Execution(job, self.id, self.backend, self.tasks.get(job.task), self.tasks)
         with self._inflight_lock:
             self._inflight[(job.id, job.attempt)] = execution
+            self._running += 1
         if execution.is_async:
             execution.future = self._loop.submit(execution.run_async())
             execution.future.add_done_callback(
@@ -182,6 +190,11 @@ class Worker:
     # -- recording outcomes ------------------------------------------------------------------
 
     def _finish(self, execution: Execution, outcome: Outcome) -> None:
+        if self._hand_off(execution, outcome):
+            with self._inflight_lock:
+                self._running -= 1  # its slot is free; the job stays in hand until written
+            self._wake.set()
+            return
         try:
             self._settle(execution, outcome)
         except Exception:
@@ -190,8 +203,38 @@ class Worker:
             execution.ctx.discard_transaction()
             with self._inflight_lock:
                 self._inflight.pop((execution.job.id, execution.job.attempt), None)
-            self.processed += 1
+                self._running -= 1
+                self.processed += 1
             self._wake.set()
+
+    def _hand_off(self, execution: Execution, outcome: Outcome) -> bool:
+        """Give a plain completion (a result; no transaction, children or parent) to the
+        completer, to be written with others in one statement; False if it must be written here."""
+        if (
+            outcome.decision is not None
+            or execution.ctx.open_transaction is not None
+            or execution.ctx.spawned
+            or execution.fence.parent_id is not None
+        ):
+            return False
+        assert outcome.result_json is not None
+        with execution.lock:
+            if execution.settled:
+                return False  # expired or given up meanwhile: `_settle` says it was discarded
+            execution.handed_off = True
+        completion = Completion(execution.fence, outcome.result_json, self.backend.clock.now())
+        if self._completer.submit(execution, completion):
+            return True
+        execution.handed_off = False  # the worker has stopped: record it here
+        return False
+
+    def _completed(self, executions: list[Execution]) -> None:
+        """The completer wrote (or gave up) these jobs: they leave the worker's hands."""
+        with self._inflight_lock:
+            for execution in executions:
+                self._inflight.pop((execution.job.id, execution.job.attempt), None)
+            self.processed += len(executions)
+        self._wake.set()
 
     def _settle(self, execution: Execution, outcome: Outcome) -> None:
         """Make the attempt's one final write, fenced, unless the job was already given up."""
@@ -278,7 +321,12 @@ class Worker:
         """Jobs past their task's timeout: cancel them and end the attempt as expired, fenced."""
         now = time.monotonic()
         for execution in list(self._inflight.values()):
-            if execution.deadline is None or now < execution.deadline or execution.settled:
+            if (
+                execution.deadline is None
+                or now < execution.deadline
+                or execution.settled
+                or execution.handed_off  # it returned in time; the completer writes it
+            ):
                 continue
             job = execution.job
             decision = decide_expiry(job.attempt, job.max_attempts, self._backoff_for(job.task))
@@ -381,7 +429,12 @@ class Worker:
             self._wake.clear()
             self._expire_overdue()
         for execution in list(self._inflight.values()):
-            self._release(execution)
+            if not execution.handed_off:
+                self._release(execution)
+        # Completions handed over are written before the worker says it stopped; the heartbeat
+        # keeps their leases meanwhile (on a hard stop, a failed write is not retried: those
+        # jobs stay running until the reaper returns them).
+        self._completer.close()
         self._threads_stop.set()
         self._maintenance.stop()
         for thread in threads:

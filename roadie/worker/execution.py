@@ -66,6 +66,7 @@ class Execution:
         self.ctx = JobContext(job, self.fence, backend, deadline, spawner)
         self.lock = threading.Lock()
         self.settled = False  # the final write was made, or the job was given up
+        self.handed_off = False  # its completion waits in the completer (see completer.py)
         self.future: Future[Any] | None = None  # for async tasks
 
     @property
