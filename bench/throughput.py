@@ -180,6 +180,9 @@ def roadie_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from roadie.cli import main; sys.exit(main())"]
 
 
+PREFETCH: int | None = None  # --prefetch, passed to the workers when given
+
+
 def worker_command(target: Target, processes: int, concurrency: int, burst: bool) -> list[str]:
     command = [
         *roadie_command(),
@@ -196,6 +199,7 @@ def worker_command(target: Target, processes: int, concurrency: int, burst: bool
         str(processes),
         "--log-level",
         "INFO",
+        *(["--prefetch", str(PREFETCH)] if PREFETCH is not None else []),
     ]
     return [*command, "--burst"] if burst else command
 
@@ -374,6 +378,8 @@ def run_once(target: Target, args: argparse.Namespace, logs: Path) -> dict[str, 
         ]
         if args.workers == 1:
             steps = [step for step in steps if step[0] != "drain_one"]
+        if args.drains_only:
+            steps = [step for step in steps if step[0].startswith("drain")]
         for name, step in steps:
             target.reset()
             console.print(f"  {target.name}: {name} ...", end=" ")
@@ -534,6 +540,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=1000, help="enqueue_many batch size (1000)")
     parser.add_argument("--samples", type=int, default=200, help="latency samples (200)")
     parser.add_argument("--gap-ms", type=float, default=20, help="pause between samples (20)")
+    parser.add_argument(
+        "--prefetch", type=int, default=None, help="each worker's --prefetch (roadie's default)"
+    )
+    parser.add_argument(
+        "--drains-only", action="store_true", help="measure the drains only (no enqueue, latency)"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="runs per backend; median shown")
     parser.add_argument(
         "--postgres-url",
@@ -551,12 +563,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global PREFETCH
     args = parse_args(argv)
+    PREFETCH = args.prefetch
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     settings = {
         key: getattr(args, key)
-        for key in ("n", "workers", "concurrency", "batch", "samples", "gap_ms", "repeat")
+        for key in (
+            "n",
+            "workers",
+            "concurrency",
+            "prefetch",
+            "batch",
+            "samples",
+            "gap_ms",
+            "repeat",
+        )
     }
     results: dict[str, dict[str, Any]] = {}
     warn_if_busy()

@@ -356,6 +356,7 @@ class App:
         queues: Iterable[str] | None = None,
         *,
         concurrency: int = 4,
+        prefetch: int | None = None,
         processes: int = 1,
         burst: bool = False,
         lease: Any = None,
@@ -375,8 +376,11 @@ class App:
             raise InvalidInput("no queues to serve: register a task or pass queues=[...]")
         check_int(concurrency, "concurrency", (1, 1000))
         check_int(processes, "processes", (1, 64))
+        if prefetch is not None:
+            check_int(prefetch, "prefetch", (0, 1000))
         options = {
             "concurrency": concurrency,
+            "prefetch": prefetch,
             "lease": parse_duration(lease, "lease") if lease is not None else self.lease,
             "burst": burst,
             "grace": parse_duration(grace, "grace"),

@@ -31,6 +31,12 @@ def migrate_command(app_spec: str | None, database_url: str | None) -> int:
     help="Comma-separated queues (default: every queue of the app's tasks).",
 )
 @click.option("--concurrency", type=click.IntRange(1, 1000), default=4, show_default=True)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Jobs claimed ahead of free slots, held under lease until a slot frees (default 0).",
+)
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(
     "--burst", is_flag=True, help="Exit once nothing is due and the jobs in hand are done."
@@ -62,6 +68,7 @@ def migrate_command(app_spec: str | None, database_url: str | None) -> int:
 def worker_command(
     queues: str | None,
     concurrency: int,
+    prefetch: int | None,
     processes: int,
     burst: bool,
     lease: str | None,
@@ -81,6 +88,7 @@ def worker_command(
         return app.run_worker(
             queue_list,
             concurrency=concurrency,
+            prefetch=prefetch,
             processes=processes,
             burst=burst,
             lease=lease,

@@ -1,7 +1,9 @@
 """The worker: claims due jobs in batches under a lease, runs them, and records each outcome once.
 
 Threads of one worker process:
-- the claim loop (the caller's thread): fair batched claims, timeouts, graceful stop;
+- the claim loop (the caller's thread): fair batched claims, timeouts, graceful stop; a claim
+  also takes up to `prefetch` jobs ahead of the free slots, held under lease in the worker's
+  hands (renewed, self-fenced, released at a graceful stop) and started as slots free;
 - the heartbeat: registers the worker, renews the leases of the jobs in hand, and gives a job
   up itself when its lease could not be renewed for most of its length;
 - the completer: writes the results of completed jobs in batches, one statement each;
@@ -20,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,11 +55,16 @@ class Worker:
         poll_interval: float = 0.5,
         grace: float = 30.0,
         sweep_interval: float = 5.0,
+        prefetch: int | None = None,
     ) -> None:
         self.backend = backend
         self.tasks = tasks
         self.queues = list(queues)
         self.concurrency = concurrency
+        # Jobs claimed ahead of free slots, waiting to start (off by default: a prefetched job
+        # is `running` in the database, with `started_at` stamped, from its claim).
+        self.prefetch = prefetch or 0
+        self._buffer: deque[Execution] = deque()  # claimed, in `_inflight`, not yet started
         self.lease = lease
         self.burst = burst
         self.poll_interval = poll_interval
@@ -64,7 +72,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.lease_lost = 0  # fenced writes refused and jobs given up: results discarded
         self.processed = 0
-        # Jobs in hand: running, or completed and waiting for the completer to write them.
+        # Jobs in hand: prefetched, running, or completed and waiting for the completer.
         self._inflight: dict[tuple[int, int], Execution] = {}
         self._running = 0  # of those, jobs whose handler has a slot (running or recording)
         self._inflight_lock = threading.Lock()
@@ -113,12 +121,13 @@ class Worker:
                     reconnect_delay = min(reconnect_delay * 2, MAX_RECONNECT_DELAY)
                     continue
                 reconnect_delay = 0.1
-                for job in claimed:
-                    self._dispatch(job)
+                self._hold(claimed)
+                self._start_buffered()
                 if self.burst and not claimed and not busy:
                     break
                 if not claimed or self._free_slots() == 0:
                     self._wake.wait(self._wait_time())
+                    self._start_buffered()  # slots freed while waiting: no claim needed first
         finally:
             self._shutdown(threads)
         return 0
@@ -134,9 +143,12 @@ class Worker:
         return self.concurrency - self._running
 
     def _claim(self) -> list[Job]:
-        """Claim up to the free capacity, shared fairly: each queue gets an equal share first
-        (starting from a rotating queue), then queues with more work take what is left."""
-        free = self._free_slots()
+        """Claim up to the free capacity plus the prefetch room, shared fairly: each queue gets
+        an equal share first (starting from a rotating queue), then queues with more work take
+        what is left. While the prefetch buffer is more than half full, claim nothing."""
+        if self._buffer and len(self._buffer) > self.prefetch // 2:
+            return []
+        free = self._free_slots() - len(self._buffer) + self.prefetch
         if free <= 0:
             return []
         order = (
@@ -172,10 +184,43 @@ class Worker:
             return self.poll_interval
         return max(0.0, min(self.poll_interval, min(deadlines) - time.monotonic()))
 
+    def _hold(self, jobs: list[Job]) -> None:
+        """Take claimed jobs into the worker's hands (leased and renewed from now on), queued
+        to start as slots free."""
+        for job in jobs:
+            execution = Execution(
+                job, self.id, self.backend, self.tasks.get(job.task), self.tasks, started=False
+            )
+            with self._inflight_lock:
+                self._inflight[(job.id, job.attempt)] = execution
+            self._buffer.append(execution)
+
+    def _start_buffered(self) -> None:
+        """Start held jobs in the free slots, in claim order."""
+        while self._buffer and self._free_slots() > 0 and not self._stopping.is_set():
+            execution = self._buffer.popleft()
+            with execution.lock:
+                given_up = execution.settled  # by the self-fence while it waited
+                lost = not given_up and execution.ctx.cancelled  # its lease was not renewed
+                execution.settled = True if lost else execution.settled
+            if given_up or lost:
+                with self._inflight_lock:
+                    self._inflight.pop((execution.job.id, execution.job.attempt), None)
+                if lost:
+                    self._lease_lost(execution, "not started")
+                continue
+            self._start(execution)
+
     def _dispatch(self, job: Job) -> None:
+        """Take a claimed job into the worker's hands and start it now."""
         execution = Execution(job, self.id, self.backend, self.tasks.get(job.task), self.tasks)
         with self._inflight_lock:
             self._inflight[(job.id, job.attempt)] = execution
+        self._start(execution)
+
+    def _start(self, execution: Execution) -> None:
+        execution.start()  # its timeout runs from now
+        with self._inflight_lock:
             self._running += 1
         if execution.is_async:
             execution.future = self._loop.submit(execution.run_async())
@@ -422,7 +467,13 @@ class Worker:
             signal.signal(signal.SIGINT, handle)
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
-        """Let in-flight jobs finish within the grace period, then release the rest."""
+        """Release the jobs held but not started; let in-flight jobs finish within the grace
+        period, then release the rest."""
+        while self._buffer:
+            execution = self._buffer.popleft()
+            self._release(execution, started=False)
+            with self._inflight_lock:
+                self._inflight.pop((execution.job.id, execution.job.attempt), None)
         deadline = time.monotonic() + self.grace
         while self._inflight and time.monotonic() < deadline and not self._hard_stop.is_set():
             self._wake.wait(0.1)
@@ -447,14 +498,15 @@ class Worker:
             log.warning("could not mark worker %s stopped: %s", self.id, exc)
         log.info("worker %s stopped after %d jobs", self.id, self.processed)
 
-    def _release(self, execution: Execution) -> None:
+    def _release(self, execution: Execution, started: bool = True) -> None:
         """Hand an unfinished job back to the queue (a new attempt later), fenced."""
         job = execution.job
         decision = retry_at_once(job.attempt, job.max_attempts)
         outcome = Outcome(
             decision=decision,
             attempt_outcome="retry",
-            error="released: the worker stopped before the job finished",
+            error="released: the worker stopped before the job "
+            + ("finished" if started else "started"),
         )
         log.info("job %s attempt %s: released at shutdown", job.id, job.attempt)
         self._settle(execution, outcome)

@@ -53,6 +53,7 @@ class Execution:
         backend: Backend,
         task: RunnableTask | None,
         tasks: Mapping[str, RunnableTask] | None = None,
+        started: bool = True,
     ):
         self.job = job
         self.task = task
@@ -60,14 +61,21 @@ class Execution:
         self.tasks = tasks or {}
         self.fence = Fence(job.id, job.attempt, worker_id, job.parent_id)
         self.renewed_at = time.monotonic()  # when the lease was last taken or renewed
-        deadline = self.renewed_at + job.timeout if job.timeout else None
-        self.deadline = deadline
+        self.deadline: float | None = None  # set when the job starts (`start`)
         spawner = self.new_child if task is not None and task.role == "task" else None
-        self.ctx = JobContext(job, self.fence, backend, deadline, spawner)
+        self.ctx = JobContext(job, self.fence, backend, None, spawner)
+        if started:
+            self.start()
         self.lock = threading.Lock()
         self.settled = False  # the final write was made, or the job was given up
         self.handed_off = False  # its completion waits in the completer (see completer.py)
         self.future: Future[Any] | None = None  # for async tasks
+
+    def start(self) -> None:
+        """The job gets a slot: its timeout runs from now."""
+        if self.job.timeout:
+            self.deadline = time.monotonic() + self.job.timeout
+            self.ctx._deadline = self.deadline
 
     @property
     def is_async(self) -> bool:
