@@ -52,6 +52,7 @@ class Worker:
         poll_interval: float = 0.5,
         grace: float = 30.0,
         sweep_interval: float = 5.0,
+        retention: float | None = None,
     ) -> None:
         self.backend = backend
         self.tasks = tasks
@@ -76,7 +77,7 @@ class Worker:
         self._pool = ThreadPool(concurrency)
         self._loop = EventLoopThread()
         self._completer = Completer(self)
-        self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for)
+        self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for, retention)
         self._info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), self.queues, concurrency
         )
