@@ -95,6 +95,7 @@ QUERY_NAMES = frozenset(
         "job_prune_pick",
         "job_prune_delete",
         "rollup_hour",
+        "rollup_start",
         "rollup_add",
         "rollup_totals",
         "rollup_list",
@@ -537,9 +538,16 @@ class SQLBackend:
         return self._to_time(rows[0]["hour"]) if rows else None
 
     def job_prune_hour(self, hour: datetime) -> None:
-        """Start the hour's rollups (percentiles of its prunable jobs) unless already started."""
-        with self._writing() as run:
-            run("rollup_hour", hour=self._encode_time(hour))
+        """Start the hour's rollups (percentiles of its prunable jobs) unless already started;
+        the percentiles are read first, so the write is short."""
+        encoded = self._encode_time(hour)
+        groups = [
+            {key: row[key] for key in ("queue", "task", "outcome", *PERCENTILES)}
+            for row in self._read("rollup_hour", hour=encoded)
+        ]
+        if groups:
+            with self._writing() as run:
+                run("rollup_start", hour=encoded, groups=json.dumps(groups))
 
     def job_prune(self, hour: datetime, limit: int) -> int:
         """Delete up to `limit` prunable jobs of the hour from `hour`, adding them to its rollups

@@ -1,6 +1,6 @@
--- Start the rollups of the hour from %(hour)s: per queue, task and outcome, the nearest-rank
--- percentiles of the durations of the jobs the pruner may delete. Counts start at 0 (each batch
--- of deletes adds its own); an hour already started is left as it is.
+-- The rollups the hour from %(hour)s starts with: per queue, task and outcome of the jobs the
+-- pruner may delete, the nearest-rank percentiles of their durations. Read outside the write
+-- lock; `rollup_start` stores them.
 WITH prunable AS (
     SELECT queue, task, state AS outcome,
            CASE WHEN started_at IS NOT NULL
@@ -16,12 +16,10 @@ WITH prunable AS (
     FROM prunable
     WHERE duration IS NOT NULL
 )
-INSERT INTO roadie_rollups (queue, task, hour, outcome, p50, p95, p99)
-SELECT groups.queue, groups.task, %(hour)s::timestamptz, groups.outcome,
-       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 50 + 99) / 100),
-       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 95 + 99) / 100),
-       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 99 + 99) / 100)
+SELECT groups.queue, groups.task, groups.outcome,
+       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 50 + 99) / 100) AS p50,
+       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 95 + 99) / 100) AS p95,
+       max(ranked.duration) FILTER (WHERE ranked.position = (ranked.total * 99 + 99) / 100) AS p99
 FROM (SELECT DISTINCT queue, task, outcome FROM prunable) AS groups
 LEFT JOIN ranked USING (queue, task, outcome)
 GROUP BY groups.queue, groups.task, groups.outcome
-ON CONFLICT (queue, task, hour, outcome) DO NOTHING

@@ -1,6 +1,6 @@
--- Start the rollups of the hour from :hour: per queue, task and outcome, the nearest-rank
--- percentiles of the durations of the jobs the pruner may delete. Counts start at 0 (each batch
--- of deletes adds its own); an hour already started is left as it is.
+-- The rollups the hour from :hour starts with: per queue, task and outcome of the jobs the
+-- pruner may delete, the nearest-rank percentiles of their durations. Read outside the write
+-- lock; `rollup_start` stores them.
 WITH prunable AS (
     SELECT queue, task, state AS outcome,
            CASE WHEN started_at IS NOT NULL THEN finished_at - started_at END AS duration
@@ -14,12 +14,10 @@ WITH prunable AS (
     FROM prunable
     WHERE duration IS NOT NULL
 )
-INSERT INTO roadie_rollups (queue, task, hour, outcome, p50, p95, p99)
-SELECT groups.queue, groups.task, :hour, groups.outcome,
-       max(CASE WHEN ranked.position = (ranked.total * 50 + 99) / 100 THEN ranked.duration END),
-       max(CASE WHEN ranked.position = (ranked.total * 95 + 99) / 100 THEN ranked.duration END),
-       max(CASE WHEN ranked.position = (ranked.total * 99 + 99) / 100 THEN ranked.duration END)
+SELECT groups.queue, groups.task, groups.outcome,
+       max(CASE WHEN ranked.position = (ranked.total * 50 + 99) / 100 THEN ranked.duration END) AS p50,
+       max(CASE WHEN ranked.position = (ranked.total * 95 + 99) / 100 THEN ranked.duration END) AS p95,
+       max(CASE WHEN ranked.position = (ranked.total * 99 + 99) / 100 THEN ranked.duration END) AS p99
 FROM (SELECT DISTINCT queue, task, outcome FROM prunable) AS groups
 LEFT JOIN ranked USING (queue, task, outcome)
 GROUP BY groups.queue, groups.task, groups.outcome
-ON CONFLICT (queue, task, hour, outcome) DO NOTHING
