@@ -194,3 +194,24 @@ def test_retention_option(make_app: Callable[..., App]) -> None:
         with pytest.raises(InvalidInput, match="retention") as caught:
             make_app(retention=bad)
         assert "\n" not in str(caught.value)
+
+
+def test_workers_prune_with_the_app_retention_or_their_own(
+    make_app: Callable[..., App], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from roadie.worker import Worker
+
+    seen: list[float | None] = []
+    monkeypatch.setattr(Worker, "run", lambda self: seen.append(self._maintenance.retention) or 0)
+    app = make_app(retention="30d")
+
+    @app.task(queue="content")
+    def noop(ctx) -> None:
+        pass
+
+    app.run_worker(burst=True)
+    app.run_worker(burst=True, retention="2d")
+    app.run_worker(burst=True, retention=0)
+    assert seen == [30 * DAY, 2 * DAY, None]
+    with pytest.raises(InvalidInput, match="retention"):
+        app.run_worker(burst=True, retention="later")
