@@ -459,6 +459,20 @@ class Admin:
 
     # -- monitoring --------------------------------------------------------------------------
 
+    def history(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        queue: str | None = None,
+        task: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The hourly rollups the retention pruner kept of the jobs it deleted, for the hours
+        from `since` up to `until` (default: now), oldest first: per queue, task, hour and
+        outcome, {jobs, retries, timed (jobs that ran), duration_sum, p50, p95, p99}."""
+        queue, task = _queue(queue), _task(task)
+        end = until if until is not None else self.backend.clock_now()
+        return self.backend.rollup_list(since, end, queue, task)
+
     def stats(self, queue: str | None = None, window: Any = "15m") -> dict[str, Any]:
         """Queue depth per state, and over the last `window`: throughput, duration p50/p95/p99,
         failure rate, retries; with the oldest lock and the oldest due job, the review backlog
@@ -474,11 +488,12 @@ class Admin:
         finished = {row["queue"]: row for row in self.backend.stats_finished(since, queue, True)}
         total_finished = self.backend.stats_finished(since, queue, False)
         retries = self.backend.stats_retries(since, queue)
+        pruned = self.backend.rollup_totals(queue)
         stuck: dict[str, int] = {}
         for job in self.active_jobs(queue, limit=MAX_LIST_LIMIT):
             if job.stuck:
                 stuck[job.queue] = stuck.get(job.queue, 0) + 1
-        names = {row["queue"] for row in depth} | set(finished)
+        names = {row["queue"] for row in depth} | set(finished) | {r["queue"] for r in pruned}
         names |= {queue} if queue else self._task_queues()
         queues = {
             name: _queue_stats(
@@ -487,6 +502,7 @@ class Admin:
                 retries.get(name, 0),
                 stuck.get(name, 0),
                 seconds,
+                [row for row in pruned if row["queue"] == name],
             )
             for name in sorted(names)
         }
@@ -496,6 +512,7 @@ class Admin:
             sum(retries.values()),
             sum(stuck.values()),
             seconds,
+            pruned,
         )
         states = ("alive", "dead", "stopped")
         return {
@@ -729,11 +746,17 @@ def _queue_stats(
     retries: int,
     stuck: int,
     window: float,
+    pruned_rows: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """One entry of `stats()`: a queue's rows (or every queue's, for the total) as figures."""
+    """One entry of `stats()`: a queue's rows (or every queue's, for the total) as figures.
+    `pruned_rows` are the rollups of jobs the pruner deleted: the all-time counters
+    (`finished_total`, `retries_total`) count them, so pruning never lowers them."""
     depth = {state: 0 for state in STATES}
     for row in depth_rows:
         depth[row["state"]] += int(row["jobs"])
+    finished_total = {state: depth[state] for state in TERMINAL_STATES}
+    for row in pruned_rows:
+        finished_total[row["outcome"]] = finished_total.get(row["outcome"], 0) + row["jobs"]
     count = int(finished["finished"]) if finished else 0
     failed = int(finished["failed"]) if finished else 0
 
@@ -753,7 +776,9 @@ def _queue_stats(
         "failure_rate": failed / count if count else None,
         "duration_sum": float(finished["duration_sum"] or 0.0) if finished else 0.0,
         "retries": retries,
-        "retries_total": sum(int(row["retries"] or 0) for row in depth_rows),
+        "retries_total": sum(int(row["retries"] or 0) for row in depth_rows)
+        + sum(row["retries"] for row in pruned_rows),
+        "finished_total": finished_total,
         "oldest_lock_age": oldest("oldest_lock_age"),
         "oldest_pending_age": oldest("oldest_pending_age"),
         "review": sum(int(row["review"] or 0) for row in depth_rows),

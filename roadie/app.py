@@ -152,8 +152,10 @@ class App:
         retry_on: Any = (),
         clock: Clock | None = None,
         pool_size: int = 10,
+        retention: Any = "7d",
     ) -> None:
         self.database_url = _database_url_or_default(database_url)
+        self.retention = _retention(retention)
         self.lease = parse_duration(lease, "lease")
         if self.lease < 1:
             raise InvalidInput(f"bad lease {shown(lease)}: must be at least 1s")
@@ -363,10 +365,12 @@ class App:
         grace: Any = "30s",
         poll_interval: Any = "500ms",
         sweep_interval: Any = "5s",
+        retention: Any = ...,
     ) -> int:
         """Run a worker until stopped (SIGTERM) or, with `burst`, until nothing is due.
 
         `queues` defaults to every queue the registered tasks use. Returns the exit code.
+        `retention` (default: the app's) is how long finished jobs are kept; None or 0 keeps them.
         """
         from roadie.worker import Worker
         from roadie.worker.processes import supervise
@@ -386,6 +390,7 @@ class App:
             "grace": parse_duration(grace, "grace"),
             "poll_interval": parse_duration(poll_interval, "poll interval"),
             "sweep_interval": parse_duration(sweep_interval, "sweep interval"),
+            "retention": self.retention if retention is ... else _retention(retention),
         }
 
         if self.pool_size < concurrency + WORKER_CONNECTIONS:
@@ -436,3 +441,13 @@ def _check_run_at(run_at: object) -> datetime | None:
     if (run_at - now).total_seconds() > MAX_DELAY_SECONDS:
         raise InvalidInput(f"bad run_at {run_at.isoformat()}: at most 10 years ahead")
     return run_at.astimezone(UTC)
+
+
+def _retention(value: Any) -> float | None:
+    """Seconds finished jobs are kept before the pruner deletes them; None (or 0): forever."""
+    if value is None:
+        return None
+    seconds = parse_duration(value, "retention")
+    if seconds and seconds < 3600:
+        raise InvalidInput(f"bad retention {shown(value)}: must be at least 1h, or 0 to keep all")
+    return seconds or None

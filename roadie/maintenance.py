@@ -1,5 +1,5 @@
 """Background upkeep every worker runs: the lease reaper, the timeout expirer, the pruner of
-long-gone workers.
+long-gone workers, and the pruner of old finished jobs (which keeps hourly rollups of them).
 
 Each runs as `run_once()` (what tests call) inside a small loop with `start()`/`stop()`. Every
 worker runs one, so upkeep never depends on a special node; their writes are fenced or
@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from roadie.backends.base import Backend
@@ -24,6 +24,10 @@ from roadie.retry import DEFAULT_BACKOFF, Decision, decide_expiry
 log = logging.getLogger("roadie")
 WORKER_MEMORY = 7 * 86400.0  # workers stopped or silent this long are forgotten
 PRUNE_EVERY = 3600.0  # seconds between two prunings of the workers table by one worker
+JOB_PRUNE_EVERY = 300.0  # seconds between two prunings of old jobs by one worker, once caught up
+JOB_PRUNE_BATCH = 2000  # jobs deleted per statement and transaction
+JOB_PRUNE_BUDGET = 20_000  # jobs one pruning deletes at most; the rest waits for the next sweep
+HOUR = 3600.0
 
 
 def settle_failure(
@@ -56,9 +60,12 @@ class Maintenance:
         backend: Backend,
         interval: float = 5.0,
         backoff_for: Callable[[str], Any] | None = None,
+        retention: float | None = None,
     ) -> None:
         self.backend = backend
         self.interval = interval
+        self.retention = retention or None  # seconds finished jobs are kept; None: forever
+        self._jobs_pruned_at: float | None = None  # monotonic time of the last caught-up pruning
         self._backoff_for = backoff_for or (lambda task: DEFAULT_BACKOFF)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,7 +86,47 @@ class Maintenance:
         if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY:
             self.backend.worker_prune(self.backend.clock_now() - timedelta(seconds=WORKER_MEMORY))
             self._pruned_at = time.monotonic()
+        if self.retention is not None and (
+            self._jobs_pruned_at is None
+            or time.monotonic() - self._jobs_pruned_at > JOB_PRUNE_EVERY
+        ):
+            pruned, caught_up = self.prune_jobs()
+            if pruned:
+                log.info("pruned %d finished jobs older than %gs", pruned, self.retention)
+            if caught_up:
+                self._jobs_pruned_at = time.monotonic()
         return {"reaped": reaped, "expired": expired}
+
+    def prune_jobs(
+        self, budget: int = JOB_PRUNE_BUDGET, batch: int = JOB_PRUNE_BATCH
+    ) -> tuple[int, bool]:
+        """Delete finished jobs of the whole hours older than the retention, oldest hour first,
+        `batch` per transaction, at most `budget`; failures awaiting review stay. Each hour's
+        rollups are started first (percentiles, if absent) and every batch adds its jobs to them
+        in its own transaction, so a crash or another pruner never counts a job twice.
+        Returns (jobs deleted, whether nothing prunable is left)."""
+        if self.retention is None:
+            return 0, True
+        now = self.backend.clock_now()
+        cutoff = now.timestamp() - self.retention
+        before = datetime.fromtimestamp(cutoff - cutoff % HOUR, tz=UTC)
+        pruned = 0
+        while pruned < budget:
+            hour = self.backend.job_prune_oldest_hour(before)
+            if hour is None:
+                return pruned, True
+            self.backend.job_prune_hour(hour)
+            while pruned < budget:
+                limit = min(batch, budget - pruned)
+                deleted = self.backend.job_prune(hour, limit)
+                pruned += deleted
+                if deleted == 0:
+                    if self.backend.job_prune_oldest_hour(before) == hour:
+                        return pruned, False  # another pruner holds the rest of this hour
+                    break
+                if deleted < limit:
+                    break
+        return pruned, False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="roadie-maintenance", daemon=True)

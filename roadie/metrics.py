@@ -34,9 +34,10 @@ WORKER_STATES = ("alive", "dead", "stopped")
 class RoadieCollector(Collector):
     """Every `roadie_` family, from one `admin.stats(window=...)` per `collect()`.
 
-    `roadie_jobs_finished_total{queue,outcome}` counts the stored jobs in each terminal state, so
-    `jobs purge` lowers it, which Prometheus treats as a counter reset (`rate()` and `increase()`
-    cope). `roadie_job_retries_total` likewise counts the retries of the jobs still stored. The
+    `roadie_jobs_finished_total{queue,outcome}` counts the stored jobs in each terminal state plus
+    those the retention pruner rolled up, so pruning never lowers it; an administrator's `jobs
+    purge` does, which Prometheus treats as a counter reset (`rate()` and `increase()` cope).
+    `roadie_job_retries_total` likewise counts the retries of the stored and rolled-up jobs. The
     summary `roadie_job_duration_seconds` describes the jobs that finished within the window:
     its quantiles, `_count` and `_sum` are over that window, not cumulative; take rates from
     `roadie_jobs_finished_total`.
@@ -112,7 +113,7 @@ def families(stats: dict[str, Any]) -> list[Metric]:
             )
         duration.add_metric([name], entry["finished"], entry["duration_sum"])
         for outcome in OUTCOMES:
-            finished.add_metric([name, outcome], entry["depth"][outcome])
+            finished.add_metric([name, outcome], entry["finished_total"][outcome])
         retries.add_metric([name], entry["retries_total"])
         lock_age.add_metric([name], entry["oldest_lock_age"] or 0.0)
         pending_age.add_metric([name], entry["oldest_pending_age"] or 0.0)

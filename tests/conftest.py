@@ -56,7 +56,8 @@ def pg_url(pg_server_url: str) -> str:
     """The session's PostgreSQL database, emptied for this test."""
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE roadie_jobs, roadie_workers, roadie_queues, roadie_audit RESTART IDENTITY"
+            "TRUNCATE roadie_jobs, roadie_workers, roadie_queues, roadie_audit, roadie_rollups"
+            " RESTART IDENTITY"
         )
     return pg_server_url
 

@@ -33,13 +33,19 @@ WORKER_COLUMNS = (
 )  # fmt: skip
 QUEUE_COLUMNS = ("name", "paused", "changed_at", "changed_by")
 AUDIT_COLUMNS = ("id", "at", "actor", "action", "params", "job_ids", "count")
+ROLLUP_COLUMNS = (
+    "queue", "task", "hour", "outcome", "jobs", "retries", "timed", "duration_sum",
+    "p50", "p95", "p99",
+)  # fmt: skip
 SCHEMA = {
     "roadie_jobs": JOB_COLUMNS,
     "roadie_workers": WORKER_COLUMNS,
     "roadie_queues": QUEUE_COLUMNS,
     "roadie_audit": AUDIT_COLUMNS,
+    "roadie_rollups": ROLLUP_COLUMNS,
 }
 
+PERCENTILES = ("p50", "p95", "p99")
 CALLBACK_MAX_ATTEMPTS = 20  # a callback job's allowance (its own task's settings live in code)
 
 QUERY_NAMES = frozenset(
@@ -85,6 +91,14 @@ QUERY_NAMES = frozenset(
         "stats_retries",
         "stats_usual_durations",
         "stats_timeline",
+        "job_prune_oldest_hour",
+        "job_prune_pick",
+        "job_prune_delete",
+        "rollup_hour",
+        "rollup_start",
+        "rollup_add",
+        "rollup_totals",
+        "rollup_list",
     }
 )
 
@@ -229,6 +243,13 @@ class Backend(Protocol):
         self, state: str, finished_before: datetime, queue: str | None, limit: int
     ) -> int: ...
     def job_review_resolve(self, job_id: int, note: str) -> Job | None: ...
+    def job_prune_oldest_hour(self, before: datetime) -> datetime | None: ...
+    def job_prune_hour(self, hour: datetime) -> None: ...
+    def job_prune(self, hour: datetime, limit: int) -> int: ...
+    def rollup_totals(self, queue: str | None) -> list[dict[str, Any]]: ...
+    def rollup_list(
+        self, since: datetime, until: datetime, queue: str | None, task: str | None
+    ) -> list[dict[str, Any]]: ...
     def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]: ...
     def job_complete(
         self,
@@ -509,6 +530,73 @@ class SQLBackend:
                 limit=limit,
             )
             return int(cursor.rowcount)
+
+    def job_prune_oldest_hour(self, before: datetime) -> datetime | None:
+        """The start of the oldest hour with a job the pruner may delete that ended before
+        `before`; None when there is none."""
+        rows = self._read("job_prune_oldest_hour", before=self._encode_time(before))
+        return self._to_time(rows[0]["hour"]) if rows else None
+
+    def job_prune_hour(self, hour: datetime) -> None:
+        """Start the hour's rollups (percentiles of its prunable jobs) unless already started;
+        the percentiles are read first, so the write is short."""
+        encoded = self._encode_time(hour)
+        groups = [
+            {key: row[key] for key in ("queue", "task", "outcome", *PERCENTILES)}
+            for row in self._read("rollup_hour", hour=encoded)
+        ]
+        if groups:
+            with self._writing() as run:
+                run("rollup_start", hour=encoded, groups=json.dumps(groups))
+
+    def job_prune(self, hour: datetime, limit: int) -> int:
+        """Delete up to `limit` prunable jobs of the hour from `hour`, adding them to its rollups
+        in the same transaction; returns how many (fewer than `limit`: the hour is done)."""
+        encoded = self._encode_time(hour)
+        with self._atomic() as run:
+            ids = [row["id"] for row in run("job_prune_pick", hour=encoded, limit=limit)]
+            if not ids:
+                return 0
+            run("rollup_add", hour=encoded, ids=self._id_list(ids))
+            return int(run("job_prune_delete", ids=self._id_list(ids)).rowcount)
+
+    def rollup_totals(self, queue: str | None) -> list[dict[str, Any]]:
+        """Per queue and outcome: {queue, outcome, jobs, retries} of the jobs pruned so far."""
+        return [
+            {
+                "queue": row["queue"],
+                "outcome": row["outcome"],
+                "jobs": int(row["jobs"]),
+                "retries": int(row["retries"]),
+            }
+            for row in self._read("rollup_totals", queue=queue)
+        ]
+
+    def rollup_list(
+        self, since: datetime, until: datetime, queue: str | None, task: str | None
+    ) -> list[dict[str, Any]]:
+        """The rollups of the hours from `since` up to `until`, oldest first."""
+        rows = self._read(
+            "rollup_list",
+            since=self._encode_time(since),
+            until=self._encode_time(until),
+            queue=queue,
+            task=task,
+        )
+        return [
+            {
+                "queue": row["queue"],
+                "task": row["task"],
+                "hour": self._to_time(row["hour"]),
+                "outcome": row["outcome"],
+                "jobs": int(row["jobs"]),
+                "retries": int(row["retries"]),
+                "timed": int(row["timed"]),
+                "duration_sum": float(row["duration_sum"]),
+                **{key: None if row[key] is None else float(row[key]) for key in PERCENTILES},
+            }
+            for row in rows
+        ]
 
     def job_review_resolve(self, job_id: int, note: str) -> Job | None:
         rows = self._write("job_review_resolve", id=job_id, note=note)

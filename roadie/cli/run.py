@@ -59,6 +59,13 @@ def migrate_command(app_spec: str | None, database_url: str | None) -> int:
     help="How often this worker reaps expired leases and expires timed-out jobs.",
 )
 @click.option(
+    "--retention",
+    default=None,
+    metavar="DURATION",
+    help="Prune finished jobs older than this, keeping hourly rollups; 0 keeps them all. "
+    "Default: the app's (7d).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -74,6 +81,7 @@ def worker_command(
     lease: str | None,
     grace: str,
     sweep_interval: str,
+    retention: str | None,
     log_level: str,
     app_spec: str | None,
     database_url: str | None,
@@ -94,6 +102,7 @@ def worker_command(
             lease=lease,
             grace=grace,
             sweep_interval=sweep_interval,
+            **({} if retention is None else {"retention": retention}),
         )
     finally:
         app.close()

@@ -618,7 +618,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "failure_rate": _or_null("number"),
             "duration_sum": {"type": "number"},
             "retries": {"type": "integer"},
-            "retries_total": {"type": "integer"},
+            "retries_total": {"type": "integer", "description": "stored and pruned jobs"},
+            "finished_total": {
+                **_object({o: {"type": "integer"} for o in ("complete", "failed", "cancelled")}),
+                "description": "all-time: stored jobs in each end state plus pruned ones",
+            },
             "oldest_lock_age": SECONDS_OR_NULL,
             "oldest_pending_age": SECONDS_OR_NULL,
             "review": {"type": "integer"},

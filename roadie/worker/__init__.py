@@ -56,6 +56,7 @@ class Worker:
         grace: float = 30.0,
         sweep_interval: float = 5.0,
         prefetch: int | None = None,
+        retention: float | None = None,
     ) -> None:
         self.backend = backend
         self.tasks = tasks
@@ -84,7 +85,7 @@ class Worker:
         self._pool = ThreadPool(concurrency)
         self._loop = EventLoopThread()
         self._completer = Completer(self)
-        self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for)
+        self._maintenance = Maintenance(backend, sweep_interval, self._backoff_for, retention)
         self._info = WorkerInfo(
             self.id, socket.gethostname(), os.getpid(), self.queues, concurrency
         )

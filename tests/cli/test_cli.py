@@ -358,6 +358,8 @@ def test_malformed_database_url(roadie, url: str, tmp_path: Path, monkeypatch) -
         ["enqueue"],
         ["worker", "--app", APP, "--queues", "a,,b", "--burst"],
         ["worker", "--app", APP, "--concurrency", "0", "--burst"],
+        ["worker", "--app", APP, "--retention", "soon", "--burst"],
+        ["worker", "--app", APP, "--retention", "10m", "--burst"],
         ["worker", "--burst"],
     ],
 )

@@ -16,7 +16,7 @@ from roadie.jobs import STATES
 LEASE = 3600.0  # claims made by hand hold their lock while the test moves the clock
 ENTRY_KEYS = {
     "depth", "duration", "finished", "failed", "throughput", "failure_rate", "duration_sum",
-    "retries", "retries_total", "oldest_lock_age", "oldest_pending_age", "review", "stuck",
+    "retries", "retries_total", "finished_total", "oldest_lock_age", "oldest_pending_age", "review", "stuck",
 }  # fmt: skip
 
 
