@@ -331,6 +331,13 @@ def page_size(value: Any) -> int:
     return size
 
 
+def next_page(query: Mapping[str, Any], items: Sequence[Any], limit: int) -> str | None:
+    """The link to the page after a full one: the same query, below the last id shown."""
+    if len(items) < limit:
+        return None
+    return "?" + urlencode({k: v for k, v in {**query, "before": items[-1].id}.items() if v})
+
+
 def optional_id(value: Any, what: str) -> int | None:
     if value in (None, ""):
         return None
@@ -733,11 +740,7 @@ def review_page(request: Request) -> Response:
         queue=queue or "",
         task=task or "",
         queue_names=[entry["queue"] for entry in admin.queues()],
-        next_page=(
-            "?" + urlencode({k: v for k, v in {**query, "before": jobs[-1].id}.items() if v})
-            if len(jobs) >= limit
-            else None
-        ),
+        next_page=next_page(query, jobs, limit),
     )
 
 
@@ -768,11 +771,7 @@ def audit_page(request: Request) -> Response:
         ],
         action=action or "",
         actor=who or "",
-        next_page=(
-            "?" + urlencode({k: v for k, v in {**query, "before": entries[-1].id}.items() if v})
-            if len(entries) >= limit
-            else None
-        ),
+        next_page=next_page(query, entries, limit),
     )
 
 
