@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,6 +126,21 @@ templates = Jinja2Templates(env=_environment())
 
 def admin_of(request: Request) -> Admin:
     return request.app.state.roadie.admin  # type: ignore[no-any-return]
+
+
+QUEUE_NAMES_TTL = 30.0  # seconds a page's list of queue names is reused
+
+
+def queue_names(request: Request) -> list[str]:
+    """The queue names a filter form suggests. Counting queues reads the whole jobs table, so
+    the list is reused for QUEUE_NAMES_TTL seconds rather than read on every (auto-)refresh."""
+    state = request.app.state
+    cached = getattr(state, "queue_names", None)
+    if cached is not None and time.monotonic() - cached[0] < QUEUE_NAMES_TTL:
+        return cached[1]  # type: ignore[no-any-return]
+    names = [entry["queue"] for entry in admin_of(request).queues()]
+    state.queue_names = (time.monotonic(), names)
+    return names
 
 
 def guard_of(request: Request) -> Guard:
@@ -518,7 +534,7 @@ def jobs_page(request: Request) -> Response:
         filters=filters,
         limit=limit,
         page_sizes=PAGE_SIZES,
-        queue_names=[entry["queue"] for entry in admin.queues()],
+        queue_names=queue_names(request),
         next_page=(
             "?" + filter_query(filters, limit=params.get("limit"), before=jobs[-1].id)
             if len(jobs) >= limit
@@ -682,7 +698,7 @@ def locks_page(request: Request) -> Response:
         "locks.html",
         "locks",
         locks=locks(admin),
-        queue_names=[entry["queue"] for entry in admin.queues()],
+        queue_names=queue_names(request),
     )
 
 
@@ -711,7 +727,7 @@ def failures_page(request: Request) -> Response:
         windows=FAILURE_WINDOWS,
         queue=queue or "",
         task=task or "",
-        queue_names=[entry["queue"] for entry in admin.queues()],
+        queue_names=queue_names(request),
     )
 
 
@@ -739,7 +755,7 @@ def review_page(request: Request) -> Response:
         jobs=jobs,
         queue=queue or "",
         task=task or "",
-        queue_names=[entry["queue"] for entry in admin.queues()],
+        queue_names=queue_names(request),
         next_page=next_page(query, jobs, limit),
     )
 
