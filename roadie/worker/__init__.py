@@ -28,6 +28,7 @@ from typing import Any
 
 from roadie.backends.base import Backend, Completion, WorkerInfo
 from roadie.errors import DatabaseUnavailable
+from roadie.failpoints import failpoint
 from roadie.jobs import Job
 from roadie.maintenance import Maintenance, settle_failure
 from roadie.retry import DEFAULT_BACKOFF, decide_expiry, retry_at_once
@@ -313,15 +314,20 @@ class Worker:
         if outcome.decision is None:
             assert outcome.result_json is not None
             children, rules = ctx.spawned, execution.task.rules if execution.task else None
+            where = f"{fence.job_id}:{fence.attempt}"
             if tx is None:
-                return self.backend.job_complete(fence, outcome.result_json, None, children, rules)
+                done = self.backend.job_complete(fence, outcome.result_json, None, children, rules)
+                failpoint("complete.after_commit", where)
+                return done
             tx.finished = True  # kept on ctx until committed: a failure here is seen above
             try:
                 done = self.backend.job_complete(fence, outcome.result_json, tx, children, rules)
             except DatabaseUnavailable:
                 tx.rollback()
                 raise
+            failpoint("complete.before_commit", where)
             (tx.commit if done else tx.rollback)()
+            failpoint("complete.after_commit", where)
             ctx.open_transaction = None
             return done
         ctx.discard_transaction()

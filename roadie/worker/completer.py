@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from roadie.backends.base import Completion
 from roadie.errors import DatabaseUnavailable
+from roadie.failpoints import failpoint
 
 if TYPE_CHECKING:
     from roadie.worker import Worker
@@ -124,6 +125,7 @@ class Completer:
                     failure: DatabaseUnavailable | None = exc
                 else:
                     failure = None
+                    failpoint("complete.after_commit", " ".join(f"{i}:{a}" for i, a in done))
                     for execution, _ in pending:
                         execution.settled = True
                         if (execution.job.id, execution.job.attempt) not in done:
