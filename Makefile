@@ -8,7 +8,7 @@ CHROMIUM ?= chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_GET ?= $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: demo test lint bench clean chromium
+.PHONY: demo test test-faults lint bench clean chromium faketime
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/roadie demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium faketime
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The long forms of the fault suite (tests/faults): minutes, not seconds; figures in bench/faults.md.
+test-faults: $(STAMP) faketime
+	ROADIE_FAULTS=long $(BIN)/pytest tests/faults
 
 # Installs Debian's chromium when missing; without apt-get the browser tests skip (fail in CI).
 chromium:
@@ -31,6 +35,16 @@ chromium:
 	    $(APT_GET) update -qq && $(APT_GET) install -y -qq chromium; \
 	  else \
 	    echo "no chromium and no apt-get: the browser tests will be skipped" >&2; \
+	  fi; }
+
+# libfaketime, for the clock-skew fault test (F8); without it that test skips (fails in CI).
+faketime:
+	@test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 -o -e /usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1 || { \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's libfaketime for the clock-skew fault test"; \
+	    $(APT_GET) update -qq && $(APT_GET) install -y -qq libfaketime; \
+	  else \
+	    echo "no libfaketime and no apt-get: the clock-skew fault test will be skipped" >&2; \
 	  fi; }
 
 lint: $(STAMP)
