@@ -39,6 +39,12 @@ from roadie.worker.executor import EventLoopThread, ThreadPool
 log = logging.getLogger("roadie")
 MAX_RECONNECT_DELAY = 5.0
 SELF_FENCE_FRACTION = 2 / 3  # give a job up after this much of its lease without a renewal
+# Automatic claim-ahead: hold about this many seconds of work beyond the free slots (measured
+# from the worker's recent completion rate), at most PREFETCH_AUTO_CAP jobs. Short jobs then
+# come in large claims, while a worker of slow jobs holds none that another could start.
+PREFETCH_HORIZON = 0.05
+PREFETCH_AUTO_CAP = 256
+RATE_WINDOW = 0.1  # seconds between two measurements of the completion rate
 
 
 class Worker:
@@ -63,9 +69,12 @@ class Worker:
         self.tasks = tasks
         self.queues = list(queues)
         self.concurrency = concurrency
-        # Jobs claimed ahead of free slots, waiting to start (off by default: a prefetched job
-        # is `running` in the database, with `started_at` stamped, from its claim).
+        # Jobs claimed ahead of free slots, waiting to start; None sizes it from the completion
+        # rate (see PREFETCH_HORIZON). A held job is `running`, `started_at` stamped, from its claim.
+        self.prefetch_auto = prefetch is None
         self.prefetch = prefetch or 0
+        self._rate = 0.0  # completions per second, smoothed, for the automatic prefetch
+        self._rate_mark = (time.monotonic(), 0)  # (when, self.processed then)
         self._buffer: deque[Execution] = deque()  # claimed, in `_inflight`, not yet started
         self.lease = lease
         self.burst = burst
@@ -148,6 +157,7 @@ class Worker:
         """Claim up to the free capacity plus the prefetch room, shared fairly: each queue gets
         an equal share first (starting from a rotating queue), then queues with more work take
         what is left. While the prefetch buffer is more than half full, claim nothing."""
+        self._tune_prefetch()
         if self._buffer and len(self._buffer) > self.prefetch // 2:
             return []
         free = self._free_slots() - len(self._buffer) + self.prefetch
@@ -175,6 +185,19 @@ class Worker:
                 break
             claimed += self.backend.job_claim(self.id, queue, want, self.lease)
         return claimed
+
+    def _tune_prefetch(self) -> None:
+        """Size the automatic prefetch to about PREFETCH_HORIZON seconds of recent throughput."""
+        if not self.prefetch_auto:
+            return
+        now = time.monotonic()
+        since, processed_then = self._rate_mark
+        if now - since < RATE_WINDOW:
+            return
+        rate = (self.processed - processed_then) / (now - since)
+        self._rate = (self._rate + rate) / 2
+        self._rate_mark = (now, self.processed)
+        self.prefetch = min(PREFETCH_AUTO_CAP, int(self._rate * PREFETCH_HORIZON))
 
     def _wait_time(self) -> float:
         deadlines = [
