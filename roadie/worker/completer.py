@@ -33,6 +33,8 @@ log = logging.getLogger("roadie")
 MAX_BATCH = 500  # jobs per statement
 MAX_QUEUED = 1000  # jobs waiting for a batch; a job thread handing over more waits (backpressure)
 MAX_RETRY_DELAY = 5.0
+LINGER_SECONDS = 0.002  # wait this long for another completion while the worker is busy...
+LINGER_BATCH = 64  # ...until the batch has this many
 
 Item = tuple["Execution", Completion]
 
@@ -75,6 +77,7 @@ class Completer:
         while not stopping:
             item = self._queue.get()
             batch: list[Item] = []
+            linger_until = time.monotonic() + LINGER_SECONDS
             while True:
                 if item is None:
                     stopping = True
@@ -83,7 +86,7 @@ class Completer:
                 if len(batch) >= self._max_batch:
                     break
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=self._linger(batch, linger_until))
                 except queue.Empty:
                     break
             if batch:
@@ -92,6 +95,15 @@ class Completer:
                 except Exception:  # a bug must not stop the completer: jobs would never end here
                     log.exception("recording %d completions failed", len(batch))
                     self._worker._completed([execution for execution, _ in batch])
+
+    def _linger(self, batch: list[Item], until: float) -> float:
+        """How long to wait for more: briefly while other jobs are running, so a burst of short
+        jobs shares one commit (on SQLite, one fsync that also blocks the claims); a lone job
+        is written at once."""
+        worker = self._worker
+        if len(batch) >= LINGER_BATCH or not (worker._running or worker._buffer):
+            return 0.0
+        return max(0.0, until - time.monotonic())
 
     def _write(self, batch: list[Item]) -> None:
         """Write one batch, fenced per job, retrying while the database is away."""
