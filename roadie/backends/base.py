@@ -316,45 +316,48 @@ def row_to_job(
     from_json: Callable[[Any], Any],
 ) -> Job:
     """A job row of either dialect as a Job; `to_time` and `from_json` read its timestamps and
-    JSON columns (SQLite returns JSON as text, psycopg already decoded)."""
+    JSON columns (SQLite returns JSON as text, psycopg already decoded).
 
-    def decode(value: Any) -> Any:
-        return None if value is None else from_json(value)
-
-    attempts = decode(row["attempts"]) or []
+    It runs for every job claimed or inserted, so the usual empty columns skip the decoders."""
+    attempts = row["attempts"]
+    attempts = from_json(attempts) if attempts and attempts != "[]" else []
     for record in attempts:
         for key in ("started_at", "finished_at"):
             record[key] = to_time(record.get(key))
+    history = row["args_history"]
+    history = from_json(history) if history is not None else ()
+    result, progress = row["result"], row["progress"]
+    started_at, finished_at = row["started_at"], row["finished_at"]
+    lock_expires_at, reviewed_at = row["lock_expires_at"], row["reviewed_at"]
     return Job(
         id=row["id"],
         queue=row["queue"],
         task=row["task"],
-        args=decode(row["args"]),
+        args=from_json(row["args"]),
         priority=row["priority"],
         state=row["state"],
         attempt=row["attempt"],
         max_attempts=row["max_attempts"],
         created_at=to_time(row["created_at"]),  # type: ignore[arg-type]
         run_at=to_time(row["run_at"]),  # type: ignore[arg-type]
-        started_at=to_time(row["started_at"]),
-        finished_at=to_time(row["finished_at"]),
-        result=decode(row["result"]),
+        started_at=None if started_at is None else to_time(started_at),
+        finished_at=None if finished_at is None else to_time(finished_at),
+        result=None if result is None else from_json(result),
         error=row["error"],
         failure=row["failure"],
         needs_review=bool(row["needs_review"]),
-        progress=decode(row["progress"]),
+        progress=None if progress is None else from_json(progress),
         parent_id=row["parent_id"],
         locked_by=row["locked_by"],
-        lock_expires_at=to_time(row["lock_expires_at"]),
+        lock_expires_at=None if lock_expires_at is None else to_time(lock_expires_at),
         idempotency_key=row["idempotency_key"],
         timeout=row["timeout"],
         attempts=attempts,
         callback_key=row["callback_key"],
         review_note=row["review_note"],
-        reviewed_at=to_time(row["reviewed_at"]),
+        reviewed_at=None if reviewed_at is None else to_time(reviewed_at),
         args_history=[
-            {**record, "replaced_at": to_time(record.get("replaced_at"))}
-            for record in decode(row["args_history"]) or []
+            {**record, "replaced_at": to_time(record.get("replaced_at"))} for record in history
         ],
     )
 

@@ -24,9 +24,11 @@ from roadie.backends.base import (
     Transaction,
     load_migrations,
     load_queries,
+    row_to_job,
 )
 from roadie.clock import Clock
 from roadie.errors import DatabaseUnavailable, SchemaMissing
+from roadie.jobs import Job
 
 QUERIES = load_queries(__name__)
 BUSY_TIMEOUT_MS = 10_000
@@ -64,6 +66,11 @@ class SQLiteBackend(SQLBackend):
 
     def _from_json(self, value: Any) -> Any:
         return json.loads(value)
+
+    def _job(self, row: sqlite3.Row) -> Job:
+        # sqlite3.Row finds a column by comparing names one by one: a dict reads a wide row
+        # several times faster, and a job row is read for every job claimed or inserted.
+        return row_to_job(dict(zip(row.keys(), row, strict=True)), self._to_time, json.loads)
 
     def _id_list(self, ids: list[int]) -> str:
         return json.dumps(ids)
