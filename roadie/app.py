@@ -126,13 +126,17 @@ class Task:
             raise InvalidInput("enqueue_many takes no idempotency_key: a key names one job")
         if isinstance(args_list, Mapping | str | bytes):
             raise InvalidInput("enqueue_many takes a list of argument objects")
-        new_jobs = []
+        new_jobs: list[NewJob] = []
         for args in args_list:
             if not isinstance(args, Mapping):
                 raise InvalidInput(
                     f"enqueue_many takes argument objects, not {type(args).__name__}"
                 )
-            new_jobs.append(self.app.new_job(self, dict(args), self.overrides))
+            if not new_jobs:  # the options are the same for every job: checked once
+                new_jobs.append(self.app.new_job(self, dict(args), self.overrides))
+            else:
+                args_json = encode_args(dict(args), self.app.max_args_bytes)
+                new_jobs.append(replace(new_jobs[0], args_json=args_json))
         return self.app.insert(new_jobs) if new_jobs else []
 
     def __call__(self, ctx: Any, **args: Any) -> Any:

@@ -57,6 +57,30 @@ class Job:
     stuck: str | None = None  # why an admin listing shows it as stuck (see `stuck_reason`)
     children: list[Job] | None = None  # the jobs it spawned, when read with them (get_job)
 
+    @classmethod
+    def from_fields(cls, values: dict[str, Any]) -> Job:
+        """A snapshot from every field without a default (others may be given too).
+
+        The frozen dataclass's `__init__` sets its 30 fields one `object.__setattr__` at a time,
+        and a Job is built for every job a worker claims or an enqueue inserts: this fills the
+        instance's `__dict__` at once, about four times faster. `values` is used as given.
+        """
+        job = object.__new__(cls)
+        data = {
+            "timeout": None,
+            "needs_review": False,
+            "attempts": [],
+            "callback_key": None,
+            "review_note": None,
+            "reviewed_at": None,
+            "args_history": [],
+            "stuck": None,
+            "children": None,
+        }
+        data.update(values)
+        object.__setattr__(job, "__dict__", data)
+        return job
+
     @property
     def child_counts(self) -> dict[str, int]:
         """How many of its children are in each state (read with `app.get_job`)."""
@@ -165,6 +189,8 @@ def encode_args(args: Any, limit: int) -> str:
         raise InvalidInput(
             f"arguments must be a JSON object of keyword arguments, not {type(args).__name__}"
         )
+    if not args:
+        return "{}"
     bad_keys = [key for key in args if not isinstance(key, str)]
     if bad_keys:
         raise InvalidInput(f"argument names must be strings, not {shown(bad_keys[0])}")

@@ -329,55 +329,96 @@ def row_to_job(
     result, progress = row["result"], row["progress"]
     started_at, finished_at = row["started_at"], row["finished_at"]
     lock_expires_at, reviewed_at = row["lock_expires_at"], row["reviewed_at"]
-    return Job(
-        id=row["id"],
-        queue=row["queue"],
-        task=row["task"],
-        args=from_json(row["args"]),
-        priority=row["priority"],
-        state=row["state"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        created_at=to_time(row["created_at"]),  # type: ignore[arg-type]
-        run_at=to_time(row["run_at"]),  # type: ignore[arg-type]
-        started_at=None if started_at is None else to_time(started_at),
-        finished_at=None if finished_at is None else to_time(finished_at),
-        result=None if result is None else from_json(result),
-        error=row["error"],
-        failure=row["failure"],
-        needs_review=bool(row["needs_review"]),
-        progress=None if progress is None else from_json(progress),
-        parent_id=row["parent_id"],
-        locked_by=row["locked_by"],
-        lock_expires_at=None if lock_expires_at is None else to_time(lock_expires_at),
-        idempotency_key=row["idempotency_key"],
-        timeout=row["timeout"],
-        attempts=attempts,
-        callback_key=row["callback_key"],
-        review_note=row["review_note"],
-        reviewed_at=None if reviewed_at is None else to_time(reviewed_at),
-        args_history=[
-            {**record, "replaced_at": to_time(record.get("replaced_at"))} for record in history
-        ],
+    return Job.from_fields(
+        {
+            "id": row["id"],
+            "queue": row["queue"],
+            "task": row["task"],
+            "args": from_json(row["args"]),
+            "priority": row["priority"],
+            "state": row["state"],
+            "attempt": row["attempt"],
+            "max_attempts": row["max_attempts"],
+            "created_at": to_time(row["created_at"]),
+            "run_at": to_time(row["run_at"]),
+            "started_at": None if started_at is None else to_time(started_at),
+            "finished_at": None if finished_at is None else to_time(finished_at),
+            "result": None if result is None else from_json(result),
+            "error": row["error"],
+            "failure": row["failure"],
+            "needs_review": bool(row["needs_review"]),
+            "progress": None if progress is None else from_json(progress),
+            "parent_id": row["parent_id"],
+            "locked_by": row["locked_by"],
+            "lock_expires_at": None if lock_expires_at is None else to_time(lock_expires_at),
+            "idempotency_key": row["idempotency_key"],
+            "timeout": row["timeout"],
+            "attempts": attempts,
+            "callback_key": row["callback_key"],
+            "review_note": row["review_note"],
+            "reviewed_at": None if reviewed_at is None else to_time(reviewed_at),
+            "args_history": [
+                {**record, "replaced_at": to_time(record.get("replaced_at"))}
+                for record in history
+            ],
+        }
+    )
+
+
+def inserted_job(new: NewJob, row: Mapping[str, Any], to_time: Callable[[Any], Any]) -> Job:
+    """The snapshot of a job just inserted, from what was inserted and the few columns the
+    database chose (`job_insert` returns id, created_at and run_at): no row to read back."""
+    return Job.from_fields(
+        {
+            "id": row["id"],
+            "queue": new.queue,
+            "task": new.task,
+            "args": {} if new.args_json == "{}" else json.loads(new.args_json),
+            "priority": new.priority,
+            "state": "pending",
+            "attempt": 0,
+            "max_attempts": new.max_attempts,
+            "created_at": to_time(row["created_at"]),
+            "run_at": to_time(row["run_at"]),
+            "started_at": None,
+            "finished_at": None,
+            "result": None,
+            "error": None,
+            "failure": None,
+            "progress": None,
+            "parent_id": new.parent_id,
+            "locked_by": None,
+            "lock_expires_at": None,
+            "idempotency_key": new.idempotency_key,
+            "timeout": new.timeout,
+        }
     )
 
 
 def order_inserted(
-    jobs: Sequence[NewJob], inserted: list[Job], existing: Callable[[str], Job | None]
+    jobs: Sequence[NewJob],
+    rows: list[Any],
+    to_time: Callable[[Any], Any],
+    existing: Callable[[str], Job | None],
 ) -> list[Job]:
     """The inserted (or, for a taken idempotency key, the existing) job of each input, in order.
 
-    Rows come back in id order, which is input order; a job whose key was taken was not
-    inserted, so it is looked up by its key instead.
+    Rows (id, idempotency_key, created_at, run_at) come back in id order, which is input
+    order; a job whose key was taken was not inserted, so it is looked up by its key instead.
     """
-    by_key = {job.idempotency_key: job for job in inserted if job.idempotency_key}
-    unkeyed = iter(sorted((job for job in inserted if not job.idempotency_key), key=lambda j: j.id))
+    rows = sorted(rows, key=lambda row: row["id"])
+    keyed = {row["idempotency_key"]: row for row in rows if row["idempotency_key"] is not None}
+    unkeyed = iter([row for row in rows if row["idempotency_key"] is None])
+    by_key: dict[str, Job] = {}
     result = []
     for new in jobs:
-        if new.idempotency_key is None:
-            result.append(next(unkeyed))
+        key = new.idempotency_key
+        if key is None:
+            result.append(inserted_job(new, next(unkeyed), to_time))
             continue
-        job = by_key.get(new.idempotency_key) or existing(new.idempotency_key)
+        if key not in by_key and key in keyed:
+            by_key[key] = inserted_job(new, keyed[key], to_time)
+        job = by_key.get(key) or existing(key)
         if job is None:
             raise RuntimeError(f"job with idempotency key {new.idempotency_key!r} vanished")
         by_key[new.idempotency_key] = job
@@ -476,13 +517,13 @@ class SQLBackend:
     def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]:
         batch = encode_batch(jobs, self._encode_time)
         with self._writing() as run:
-            inserted = [self._job(row) for row in run("job_insert", jobs=batch).fetchall()]
+            rows = run("job_insert", jobs=batch).fetchall()
 
             def existing(key: str) -> Job | None:
                 found = run("job_get_by_idempotency_key", key=key).fetchall()
                 return self._job(found[0]) if found else None
 
-            return order_inserted(jobs, inserted, existing)
+            return order_inserted(jobs, rows, self._to_time, existing)
 
     def job_get(self, job_id: int) -> Job | None:
         rows = self._read("job_get", id=job_id)
@@ -652,18 +693,33 @@ class SQLBackend:
     ) -> set[tuple[int, int]]:
         """Record the results of many jobs of one worker in one statement, each fenced as in
         `job_complete`; returns the (id, attempt) of those completed (a missing one lost its
-        lease). Only for jobs with no children and no parent: nothing else is written."""
+        lease). For jobs that spawned no children. Children (and callbacks) tell their parents
+        in the same transaction, as `job_complete` does, each parent once per batch when it has
+        no per-child callback: so a thousand children ending together cost a few transactions,
+        not a thousand turns on the parent's row lock."""
         if not done:
             return set()
         items = []
         for fence, result, finished_at in done:
-            if fence.parent_id is not None or fence.worker_id != worker_id:
-                raise ValueError(f"job {fence.job_id} cannot be completed in a batch")
+            if fence.worker_id != worker_id:
+                raise ValueError(f"job {fence.job_id} is not held by worker {worker_id}")
             stamp = None if finished_at is None else self._encode_time(finished_at)
             items.append([fence.job_id, fence.attempt, result, stamp])
         batch = json.dumps(items, ensure_ascii=False)
-        rows = self._write("job_complete_many", worker_id=worker_id, batch=batch)
-        return {(row["id"], row["attempt"]) for row in rows}
+        in_trees = [fence for fence, _, _ in done if fence.parent_id is not None]
+        if not in_trees:
+            rows = self._write("job_complete_many", worker_id=worker_id, batch=batch)
+            return {(row["id"], row["attempt"]) for row in rows}
+        with self._atomic() as run:
+            rows = run("job_complete_many", worker_id=worker_id, batch=batch).fetchall()
+            completed = {(row["id"], row["attempt"]) for row in rows}
+            ended = [
+                self._job(run("job_get", id=fence.job_id).fetchall()[0])
+                for fence in sorted(in_trees, key=lambda fence: (fence.parent_id, fence.job_id))
+                if (fence.job_id, fence.attempt) in completed
+            ]
+            self._tell_parents(run, ended)
+        return completed
 
     def job_retry(
         self, fence: Fence, delay: float, outcome: str, error: str | None, traceback: str | None
@@ -754,20 +810,36 @@ class SQLBackend:
                 parent_id = reopened[0]["parent_id"] if reopened else None
             return job
 
-    def _tell_parent(self, run: Runner, ended: Job) -> None:
+    def _tell_parents(self, run: Runner, ended: list[Job]) -> None:
+        """Jobs of a batch completed together (already written, sorted by parent): tell each
+        parent. A parent without a per-child callback needs telling once: every later tell
+        would count the same open jobs after the same batch, and find nothing new to do."""
+        told: set[int] = set()
+        for job in ended:
+            if job.parent_id in told:
+                continue
+            if not self._tell_parent(run, job):
+                told.add(job.parent_id)  # type: ignore[arg-type]
+
+    def _tell_parent(self, run: Runner, ended: Job) -> bool:
         """`ended` reached a terminal state: take its parent's next step, and so on up the tree.
 
-        The parent's row is locked first, so children ending at once take turns.
+        The parent's row is locked first, so children ending at once take turns. True if the
+        parent hears of each child (it has an `on_child_complete` callback).
         """
+        hears_each = False
+        first = True
         while ended.parent_id is not None:
             rows = run("job_lock", id=ended.parent_id).fetchall()
             if not rows:
-                return  # the parent was purged: nobody is left to hear of it
+                return hears_each  # the parent was purged: nobody is left to hear of it
             row = rows[0]
             parent = self._job(row)
             rules = Rules(
                 row["on_child_complete"], row["on_complete"], row["on_child_failure"] or "continue"
             )
+            if first:
+                hears_each, first = bool(rules.on_child_complete), False
             open_jobs = run("job_count_open", parent_id=parent.id).fetchall()[0]["open"]
             key = complete_callback_key(parent.id)
             has_complete_callback = bool(
@@ -779,12 +851,12 @@ class SQLBackend:
                 self._insert_callback(
                     run, parent, rules.on_child_complete, child_callback_key(ended), args
                 )
-                return
+                return hears_each
             if step.kind == "complete_callback":
                 self._insert_callback(run, parent, rules.on_complete, key, {})
-                return
+                return hears_each
             if step.kind == "nothing":
-                return
+                return hears_each
             state = "complete" if step.kind == "complete" else "failed"
             rows = run(
                 "job_end_waiting", id=parent.id, state=state, failure=step.failure, error=step.error
@@ -792,6 +864,7 @@ class SQLBackend:
             if step.kind == "fail" and rules.on_child_failure == "cancel":
                 run("job_cancel_tree", id=parent.id).fetchall()
             ended = self._job(rows[0])
+        return hears_each
 
     def _insert_callback(
         self, run: Runner, parent: Job, task: str | None, key: str, args: dict[str, Any]

@@ -278,13 +278,12 @@ class Worker:
             self._wake.set()
 
     def _hand_off(self, execution: Execution, outcome: Outcome) -> bool:
-        """Give a plain completion (a result; no transaction, children or parent) to the
+        """Give a plain completion (a result; no transaction, no children spawned) to the
         completer, to be written with others in one statement; False if it must be written here."""
         if (
             outcome.decision is not None
             or execution.ctx.open_transaction is not None
             or execution.ctx.spawned
-            or execution.fence.parent_id is not None
         ):
             return False
         assert outcome.result_json is not None

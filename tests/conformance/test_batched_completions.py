@@ -10,6 +10,7 @@ import pytest
 
 from roadie import App
 from roadie.backends.base import Completion
+from roadie.children import Rules
 from roadie.errors import DatabaseUnavailable
 from roadie.jobs import Fence
 from roadie.maintenance import Maintenance
@@ -96,13 +97,50 @@ def test_a_batch_writes_what_the_single_path_writes(frozen_app: App, clock) -> N
     assert app.get_job(batched[1].job_id).result == ["é", None, 1.5]
 
 
-def test_a_batch_refuses_jobs_that_are_not_plain_completions(frozen_app: App) -> None:
+def test_a_batch_refuses_jobs_held_by_another_worker(frozen_app: App) -> None:
     backend = frozen_app.backend
-    with pytest.raises(ValueError):
-        backend.job_complete_many("w1", [Completion(Fence(1, 1, "w1", parent_id=7), "null")])
     with pytest.raises(ValueError):
         backend.job_complete_many("w1", [Completion(Fence(1, 1, "w2"), "null")])
     assert backend.job_complete_many("w1", []) == set()
+
+
+def spawn_children(app: App, rules: Rules, count: int) -> tuple[int, list[Fence]]:
+    """A parent that spawned `count` children with `rules`, and the children claimed by w1."""
+    transcode = app.tasks["transcode"]
+    [parent] = transcode.enqueue_many([{}])
+    [fence] = claim(app, "w0", 1)
+    children = [app.new_job(transcode, {"n": i}, transcode.overrides) for i in range(count)]
+    assert app.backend.job_complete(fence, "null", None, children, rules)
+    fences = claim(app, "w1", count)
+    return parent.id, [Fence(f.job_id, f.attempt, "w1", parent_id=parent.id) for f in fences]
+
+
+def test_children_completed_in_one_batch_end_their_parent_once(frozen_app: App) -> None:
+    app = frozen_app
+    parent_id, children = spawn_children(app, Rules(), 5)
+    first = app.backend.job_complete_many("w1", [Completion(f, "1") for f in children[:2]])
+    assert len(first) == 2 and app.get_job(parent_id).state == "waiting"
+    rest = app.backend.job_complete_many("w1", [Completion(f, "1") for f in children[2:]])
+    assert len(rest) == 3
+    parent = app.get_job(parent_id)
+    assert (parent.state, parent.child_counts) == ("complete", {"complete": 5})
+
+
+def test_a_batch_of_children_gets_one_callback_each(frozen_app: App) -> None:
+    app = frozen_app
+
+    @app.task(queue="content")
+    def heard(ctx: Any, child: Any) -> None: ...
+
+    parent_id, children = spawn_children(app, Rules(on_child_complete="heard"), 4)
+    done = app.backend.job_complete_many("w1", [Completion(f, "1") for f in children])
+    assert len(done) == 4
+    assert app.get_job(parent_id).state == "waiting"
+    callbacks = [j for j in app.admin.list_jobs(parent_id=parent_id) if j.callback_key]
+    assert sorted(j.callback_key for j in callbacks) == sorted(
+        f"child:{f.job_id}:1" for f in children
+    )
+    assert {(j.task, j.state) for j in callbacks} == {("heard", "pending")}
 
 
 class Gate:

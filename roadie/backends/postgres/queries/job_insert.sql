@@ -16,4 +16,4 @@ SELECT
 FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS batch (job, position)
 ORDER BY position
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *
+RETURNING id, idempotency_key, created_at, run_at

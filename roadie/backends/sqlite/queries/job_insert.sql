@@ -16,4 +16,4 @@ FROM json_each(:jobs)
 WHERE true
 ORDER BY key
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING *
+RETURNING id, idempotency_key, created_at, run_at
