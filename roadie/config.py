@@ -100,6 +100,22 @@ def database_url(url: str | None) -> str:
 class DatabaseURL:
     scheme: str  # "sqlite" or "postgresql"
     url: str  # the URL as given (PostgreSQL) or the file path (SQLite)
+    synchronous: str = "full"  # SQLite: "full" (durable commits) or "normal" (see README)
+
+
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
+def _sqlite_synchronous(url: str, query: str) -> str:
+    """The one option a SQLite URL takes: `?synchronous=full` (the default) or `normal`."""
+    if not query:
+        return "full"
+    name, _, value = query.partition("=")
+    if name != "synchronous" or value.lower() not in SQLITE_SYNCHRONOUS:
+        raise InvalidInput(
+            f"bad database URL {shown(url)}: SQLite takes only ?synchronous=full or =normal"
+        )
+    return value.lower()
 
 
 def parse_database_url(url: object) -> DatabaseURL:
@@ -107,12 +123,12 @@ def parse_database_url(url: object) -> DatabaseURL:
     if not isinstance(url, str) or not url:
         raise InvalidInput(f"malformed database URL {shown(url)}")
     if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///") :]
-        if not path or "?" in path:
+        path, _, query = url[len("sqlite:///") :].partition("?")
+        if not path or "?" in query:
             raise InvalidInput(
                 f"malformed database URL {shown(url)}: use sqlite:///path/to/file.db"
             )
-        return DatabaseURL("sqlite", path)
+        return DatabaseURL("sqlite", path, _sqlite_synchronous(url, query))
     if url.startswith(("postgresql://", "postgres://")):
         if url.count("://") != 1 or len(url.split("://", 1)[1]) == 0:
             raise InvalidInput(f"malformed database URL {shown(url)}")

@@ -22,7 +22,7 @@ def open_backend(url: str, clock: Clock | None = None, pool_size: int = 10) -> B
     if parsed.scheme == "sqlite":
         from roadie.backends.sqlite import SQLiteBackend
 
-        return SQLiteBackend(parsed.url, clock)
+        return SQLiteBackend(parsed.url, clock, parsed.synchronous)
     from roadie.backends.postgres import PostgresBackend
 
     return PostgresBackend(parsed.url, clock, pool_size=pool_size)

@@ -25,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from roadie.app import App
+from roadie.config import parse_database_url
 from roadie.demo import world
 from roadie.demo.smtp import RelayServer
 from roadie.demo.tasks import app, enqueue_day
@@ -45,9 +46,8 @@ class DemoFailed(RoadieError):
 
 def default_workdir(database_url: str) -> Path:
     """Beside a SQLite file (roadie-demo.db -> roadie-demo/), else ./roadie-demo."""
-    if database_url.startswith("sqlite:///"):
-        return Path(database_url.removeprefix("sqlite:///")).with_suffix("")
-    return Path("roadie-demo")
+    parsed = parse_database_url(database_url)
+    return Path(parsed.url).with_suffix("") if parsed.scheme == "sqlite" else Path("roadie-demo")
 
 
 def run_demo(
@@ -113,7 +113,8 @@ def run_demo(
 def fresh_database(url: str) -> None:
     """A SQLite file is replaced by a new one; a PostgreSQL database is kept (earlier demo days
     stay, this day is counted on its own). Neither may hold any other application's jobs."""
-    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    parsed = parse_database_url(url)
+    path = Path(parsed.url) if parsed.scheme == "sqlite" else None
     if path is not None and not path.exists():
         return
     with App(url) as probe:

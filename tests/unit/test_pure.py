@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from roadie import Backoff, InvalidInput, Permanent, Transient
+from roadie import App, Backoff, InvalidInput, Permanent, Transient
 from roadie.config import check_queue, parse_database_url, parse_duration
 from roadie.jobs import clean_text, encode_args
 from roadie.report import round_span, span
@@ -65,6 +66,17 @@ def test_database_urls() -> None:
     for bad in ("", "mysql://x", "sqlite://", "sqlite:///", "roadie.db", None):
         with pytest.raises(InvalidInput):
             parse_database_url(bad)
+
+
+def test_sqlite_commits_are_durable_unless_the_url_asks_otherwise(tmp_path: Path) -> None:
+    assert parse_database_url("sqlite:///r.db").synchronous == "full"
+    normal = parse_database_url("sqlite:///r.db?synchronous=NORMAL")
+    assert (normal.url, normal.synchronous) == ("r.db", "normal")
+    for option, level in (("", 2), ("?synchronous=full", 2), ("?synchronous=normal", 1)):
+        with App(f"sqlite:///{tmp_path / 'r.db'}{option}") as app:
+            app.migrate()
+            with app.backend._write_transaction() as conn:  # type: ignore[attr-defined]
+                assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
 
 
 def test_backoff_doubles_from_one_second_capped_at_an_hour_with_jitter() -> None:

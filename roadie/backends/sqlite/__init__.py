@@ -38,8 +38,12 @@ WAKE_POLL_SECONDS = 0.005
 class SQLiteBackend(SQLBackend):
     dialect = "sqlite"
 
-    def __init__(self, path: str, clock: Clock) -> None:
+    def __init__(self, path: str, clock: Clock, synchronous: str = "full") -> None:
         self.path = path
+        # FULL: a commit is on disk when it returns. NORMAL (opt-in, `?synchronous=normal`):
+        # WAL commits survive any crash of a process, but the last ones before a checkpoint
+        # may be lost if the machine loses power; no fsync per commit.
+        self.synchronous = synchronous.upper()
         self.clock = clock
         self._writer: sqlite3.Connection | None = None
         self._writer_lock = threading.RLock()
@@ -88,7 +92,7 @@ class SQLiteBackend(SQLBackend):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             _use_wal(conn)
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error as exc:
             raise DatabaseUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from None
         with self._all_lock:
