@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
 from roadie.clock import Clock
-from roadie.jobs import Fence, Job, NewJob
+from roadie.jobs import Fence, Job, NewJob, encode_json
 
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
 JOB_COLUMNS = (
@@ -321,6 +321,17 @@ def row_to_job(
     def decode(value: Any) -> Any:
         return None if value is None else from_json(value)
 
+    def decode_args(value: Any) -> Any:
+        """Arguments roadie would not have written (text that is not JSON, a lone surrogate, a
+        number out of float range, all writable by SQL) are kept as text: the worker fails that
+        one job, and listings and the dashboard still show it."""
+        try:
+            args = decode(value)
+            encode_json(args, "arguments")
+        except (ValueError, RecursionError):
+            return value if isinstance(value, str) else json.dumps(value)
+        return args
+
     attempts = decode(row["attempts"]) or []
     for record in attempts:
         for key in ("started_at", "finished_at"):
@@ -329,7 +340,7 @@ def row_to_job(
         id=row["id"],
         queue=row["queue"],
         task=row["task"],
-        args=decode(row["args"]),
+        args=decode_args(row["args"]),
         priority=row["priority"],
         state=row["state"],
         attempt=row["attempt"],

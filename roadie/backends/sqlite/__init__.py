@@ -33,6 +33,14 @@ BUSY_TIMEOUT_MS = 10_000
 WAKE_POLL_SECONDS = 0.005
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+# Strict like PostgreSQL's json type: NaN and Infinity, which roadie never writes, are not JSON.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 class SQLiteBackend(SQLBackend):
     dialect = "sqlite"
 
@@ -63,7 +71,7 @@ class SQLiteBackend(SQLBackend):
         return datetime.fromtimestamp(value, UTC)
 
     def _from_json(self, value: Any) -> Any:
-        return json.loads(value)
+        return _DECODER.decode(value)
 
     def _id_list(self, ids: list[int]) -> str:
         return json.dumps(ids)
