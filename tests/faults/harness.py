@@ -23,7 +23,8 @@ API (stable; the other fault test files import it — add to it, don't rename):
   and raises `InvariantViolation` with every broken one spelled out. `allow_failed` lists job ids
   expected to end failed; any other failed or cancelled job breaks I1, except, with
   `allow_lost=True`, jobs failed `lost` after three lost attempts (bystanders of crashes:
-  `Report.details["lost"]`). `Report` carries the counts (jobs, executions, extra executions,
+  `Report.details["lost"]`), and the jobs in `allow_failed_under` and every job under them
+  (children, callbacks) may end failed or cancelled. `Report` carries the counts (jobs, executions, extra executions,
   lease-lost lines, states).
 - `Sampler(url, sweep)`: a thread checking I4 (no orphan lease) and I7 (no transaction of ours
   older than 5 s, PostgreSQL) every second while a test runs; `start()`, `stop()`,
@@ -82,6 +83,7 @@ class JobRow:
     failure: str | None
     parent_id: int | None
     attempts: list[dict[str, Any]]
+    error: str | None = None
 
 
 class FaultDatabase(Database):
@@ -103,7 +105,7 @@ class FaultDatabase(Database):
     def jobs(self, ids: Iterable[int] | None = None) -> dict[int, JobRow]:
         """Every job (or those in `ids`), with its attempt records."""
         rows = self.rows(
-            "SELECT id, task, state, attempt, max_attempts, failure, parent_id, attempts"
+            "SELECT id, task, state, attempt, max_attempts, failure, parent_id, attempts, error"
             " FROM roadie_jobs"
         )
         wanted = None if ids is None else set(ids)
@@ -112,7 +114,7 @@ class FaultDatabase(Database):
             if wanted is not None and row[0] not in wanted:
                 continue
             attempts = row[7] if isinstance(row[7], list) else json.loads(row[7] or "[]")
-            found[row[0]] = JobRow(*row[:7], attempts=attempts)  # type: ignore[arg-type]
+            found[row[0]] = JobRow(*row[:7], attempts=attempts, error=row[8])  # type: ignore[arg-type]
         return found
 
     def terminal_count(self, ids: Iterable[int] | None = None) -> int:
@@ -522,6 +524,7 @@ def check_invariants(
     effect_tasks: Iterable[str] = EFFECT_TASKS,
     allow_failed: Iterable[int] = (),
     allow_lost: bool = False,
+    allow_failed_under: Iterable[int] = (),
 ) -> Report:
     """Wait until every job (and every job under it) is terminal, then check I1-I7.
 
@@ -545,6 +548,7 @@ def check_invariants(
             break
         time.sleep(0.1)
     jobs = db.jobs(family)
+    allowed_failed |= _family(db, allow_failed_under)
     missing = set(roots) - set(jobs)
     if missing:
         problems.append(f"I1: {len(missing)} enqueued jobs missing: {sorted(missing)[:10]}")
@@ -564,7 +568,7 @@ def check_invariants(
         and [a.get("outcome") for a in j.attempts][-3:] == ["lost"] * 3
     ]
     bad_end = {
-        j.id: (j.task, j.state, j.failure)
+        j.id: (j.task, j.state, j.failure, (j.error or "")[:200])
         for j in jobs.values()
         if j.state in ("failed", "cancelled") and j.id not in allowed_failed and j.id not in lost
     }

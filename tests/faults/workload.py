@@ -144,12 +144,15 @@ def build(url: str | None = None, lease: str | None = None) -> App:
         """The parent's completion: one `completions` row, with the callbacks committed by now."""
         executed(app.database_url, ctx.own_job.id, ctx.own_job.attempt)
         with ctx.transaction() as conn:
-            seen = write(conn, "SELECT count(*) FROM callbacks WHERE parent_id = ?", ctx.job.id)
+            row = write(
+                conn, "SELECT count(*) AS n FROM callbacks WHERE parent_id = ?", ctx.job.id
+            )[0]
+            seen = row[0] if isinstance(row, tuple) else row["n"]  # roadie's rows may be dicts
             write(
                 conn,
                 "INSERT INTO completions (parent_id, callbacks_seen) VALUES (?, ?)",
                 ctx.job.id,
-                seen[0][0],
+                seen,
             )
 
     return app
