@@ -223,4 +223,20 @@ def _executions_connection(url: str) -> Any:
     return conn
 
 
+def enqueue_loop(url: str, seconds: float, per_second: float) -> None:
+    """Open an App, enqueue one `work` job, close it, `per_second` times a second for `seconds`
+    s: a process reconnecting all the time (F20). Prints each committed job's id, and each
+    error as `ERROR <text>` (the test requires none), one line each, flushed at once."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        began = time.monotonic()
+        try:
+            with build(url) as fresh:
+                job = fresh.tasks["work"].enqueue(ms=10, ms_max=40)
+            print(job.id, flush=True)
+        except Exception as exc:  # reported, not raised: the test counts them
+            print(f"ERROR {type(exc).__name__}: {exc}", flush=True)
+        time.sleep(max(0.0, 1 / per_second - (time.monotonic() - began)))
+
+
 app = build()
