@@ -10,7 +10,8 @@ API (stable; the other fault test files import it — add to it, don't rename):
   extra_args=(), app=APP)`: starts `workers` real `roadie worker` processes, each its own process
   group; a monitor thread restarts any that exits (like a process manager) until `close()`.
   `start()`, `kill(index=None, sig=SIGKILL)` (a random live worker by default; returns the
-  `Kill` recorded: pid, time, jobs it held then), `sigstop(index)`, `sigcont(index)`,
+  `Kill` recorded: pid, time, jobs it held then), `sigstop(index)`,
+  `sigstop_between_transactions(index)` (when no connection holds a transaction), `sigcont(index)`,
   `pids()`, `restarts`, `kills`, `logs()` (every process's log so far, in start order),
   `lease_lost_lines()` ("lease lost (LeaseLost)" lines the workers logged), `log_lines(text)`,
   `wait_recovered(timeout)` (every kill's jobs runnable again; fills `Kill.recovered_after`),
@@ -56,7 +57,7 @@ from typing import Any
 
 import psycopg
 
-from tests.processes.helpers import Database, process_state
+from tests.processes.helpers import Database, others_in_transaction, process_state
 
 ROOT = Path(__file__).resolve().parents[2]
 ROADIE = Path(sys.executable).parent / "roadie"
@@ -364,6 +365,19 @@ class Supervisor:
                 raise AssertionError(f"worker {slot.popen.pid} did not stop on SIGSTOP")
             time.sleep(0.01)
         return slot.popen.pid
+
+    def sigstop_between_transactions(self, index: int, tries: int = 50) -> int:
+        """SIGSTOP the worker in slot `index` at a moment no other connection holds a
+        transaction (else let it run on a little and try again), so the stopped worker blocks
+        nobody (SQLite's write lock, PostgreSQL row locks); its pid."""
+        for _ in range(tries):
+            pid = self.sigstop(index)
+            if not others_in_transaction(self.database):
+                return pid
+            self.sigcont(index)
+            self.slots[index].stopped = True  # still ours to stop: not restarted meanwhile
+            time.sleep(0.02)  # let it end its transaction
+        raise AssertionError(f"worker {self.pid(index)} was in a transaction each of {tries} times")
 
     def sigcont(self, index: int) -> int:
         """SIGCONT the worker in slot `index`; the monitor looks after it again."""

@@ -53,7 +53,7 @@ def test_f1_sigkill_storm(
     if long_form:
         count, workers, slots, every, duration, ms = 10_000, 4, 8, 2.0, 60.0, (50, 500)
     else:
-        count, workers, slots, every, duration, ms = 500, 3, 4, 1.0, 5.0, (50, 150)
+        count, workers, slots, every, duration, ms = 400, 3, 4, 1.0, 4.0, (50, 150)
     jobs = tasks.tasks["work"].enqueue_many([{"ms": ms[0], "ms_max": ms[1]} for _ in range(count)])
     sup = supervisor(workers=workers, concurrency=slots, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
     started = time.monotonic()
@@ -107,27 +107,37 @@ def test_f2_sigstop_past_the_lease(
     sampler: Sampler,
     figures: Figures,
 ) -> None:
-    """A worker paused (SIGSTOP) mid-job for longer than its lease: the job is reclaimed and
-    completed elsewhere at attempt 2; resumed (SIGCONT), the zombie's completion changes
-    nothing, it logs that the lease was lost, and the effect exists once."""
-    paused = supervisor(workers=1, concurrency=1, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
-    job = tasks.tasks["work"].enqueue(ms=1500)
+    """A worker paused (SIGSTOP) mid-job for longer than its lease: the job is reclaimed
+    elsewhere (attempt 2). Resumed (SIGCONT) while attempt 2 still runs, the zombie finishes
+    its attempt 1 and writes its completion, effect included: that fenced write changes no row
+    (the worker logs "lease lost ... result discarded"); attempt 2 completes; one effect."""
+    args = {"lease": f"{LEASE:g}s", "sweep": f"{SWEEP:g}s"}
+    paused = supervisor(workers=1, concurrency=1, **args)
+    job = tasks.tasks["work"].enqueue(ms=3000)
     wait_until(lambda: fault_db.rows("SELECT pid FROM executions"), timeout=20, what="job started")
     stopped_at = time.monotonic()
-    pid = paused.sigstop(0)
-    rescuer = supervisor(workers=1, concurrency=1, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
+    pid = paused.sigstop_between_transactions(0)
+    rescuer = supervisor(workers=1, concurrency=1, **args)
     wait_until(
-        lambda: fault_db.value("SELECT state FROM roadie_jobs WHERE id = ?", job.id) == "complete",
+        lambda: fault_db.rows("SELECT 1 FROM executions WHERE attempt = 2"),
         timeout=LEASE * 3 + SWEEP + 20,
-        what="job reclaimed and completed by the other worker",
+        what="job reclaimed and started again by the other worker",
     )
     recovered = time.monotonic() - stopped_at
+    # Attempt 1 has slept its 3 s (it was stopped for more than a lease): resumed, it writes
+    # its completion at once, while attempt 2 sleeps.
     paused.sigcont(0)
     wait_until(
-        lambda: paused.lease_lost_lines(),
+        lambda: [line for line in paused.lease_lost_lines() if "result discarded" in line],
         timeout=20,
-        what="the resumed worker logs that its lease was lost",
+        what="the resumed worker's completion refused, and logged",
         detail=paused.logs,
+    )
+    assert fault_db.value("SELECT count(*) FROM effects") == 0, "the zombie's effect rolled back"
+    wait_until(
+        lambda: fault_db.value("SELECT state FROM roadie_jobs WHERE id = ?", job.id) == "complete",
+        timeout=20,
+        what="attempt 2 completes",
     )
 
     report = check_invariants(
@@ -141,6 +151,7 @@ def test_f2_sigstop_past_the_lease(
     assert fault_db.rows("SELECT job_id, attempt FROM effects") == [(job.id, 2)]
     assert report.lease_lost_lines >= 1
     assert any(f"job {job.id} attempt 1" in line for line in paused.lease_lost_lines())
+    assert paused.pids() == [pid], "the zombie lived on; it did not crash"
     figures.record(jobs=1, faults=1, extra_executions=report.extra_executions)
     figures.recovery(recovered)
 
