@@ -52,7 +52,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
-	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/all.py
+
+# roadie against pgqueuer, procrastinate and Celery (their venvs in bench/.peers/, made on first use)
+.PHONY: bench-peers
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers/run.py
 
 clean:
 	rm -rf $(VENV) roadie-demo.db* roadie-demo .pytest_cache tests/artifacts

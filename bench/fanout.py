@@ -50,7 +50,12 @@ def start_workers(target: Target, workers: int, concurrency: int) -> subprocess.
         "--queues", fanout_tasks.QUEUE, "--processes", str(workers),
         "--concurrency", str(concurrency), "--log-level", "WARNING",
     ]  # fmt: skip
-    return subprocess.Popen(command, cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE)})
+    # Keep the caller's PYTHONPATH after this folder, so a snapshot clone put first on it
+    # (README: measuring a commit) is what the workers import too.
+    paths = [str(HERE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    env.pop("ROADIE_DATABASE_URL", None)
+    return subprocess.Popen(command, cwd=HERE, env=env)
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:
@@ -73,17 +78,30 @@ def one_run(app: App, task_name: str, children: int) -> float:
 
 
 def measure(target: Target, args: argparse.Namespace) -> dict[str, list[float]]:
+    """Both cases on a fresh database for `target` (created here, dropped after)."""
     target.setup()
+    try:
+        return measure_on(target, args, CASES)
+    finally:
+        target.teardown()
+
+
+def measure_on(
+    target: Target, args: argparse.Namespace, cases: dict[str, str]
+) -> dict[str, list[float]]:
+    """`args.repeat` runs of each case on `target`'s existing database (bench/all.py shares one
+    database per backend between its figures); the jobs table is emptied before each run."""
     app = App(target.url)
     app.migrate()
     app.tasks.update(fanout_tasks.app.tasks)
+    target.reset()
     workers = start_workers(target, args.workers, args.concurrency)
     try:
         wait_for(lambda: len(app.admin.workers()) >= args.workers, 30, "the workers")
         one_run(app, "fan_out", 10)  # warm-up
-        results: dict[str, list[float]] = {case: [] for case in CASES}
+        results: dict[str, list[float]] = {case: [] for case in cases}
         for _ in range(args.repeat):
-            for case, task_name in CASES.items():
+            for case, task_name in cases.items():
                 target.reset()
                 results[case].append(one_run(app, task_name, args.children))
         return results
@@ -91,7 +109,6 @@ def measure(target: Target, args: argparse.Namespace) -> dict[str, list[float]]:
         workers.terminate()
         workers.wait(30)
         app.close()
-        target.teardown()
 
 
 def main() -> int:

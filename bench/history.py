@@ -225,13 +225,19 @@ def median_rate(runs: list[dict[str, Any]]) -> float | None:
 
 
 def measure_backend(
-    target: HistorySQLite | HistoryPostgres, args: argparse.Namespace, logs: Path
+    target: HistorySQLite | HistoryPostgres,
+    args: argparse.Namespace,
+    logs: Path,
+    empty_runs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """Empty-table drains (unless `empty_runs` already holds drains with the same settings, as
+    bench/all.py passes from its throughput figure), then the history and its drains."""
     app = throughput.bench_tasks.app
     app.use_database(target.url)
     try:
         app.migrate()
-        empty_runs = drains(target, args, logs, "empty table", empty_first=True)
+        if empty_runs is None:
+            empty_runs = drains(target, args, logs, "empty table", empty_first=True)
         empty_size = target.size()
         target.reset()
         console.print(f"  {target.name}: inserting {args.rows:,} finished jobs ...", end=" ")

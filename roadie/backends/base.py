@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
 from roadie.clock import Clock
-from roadie.jobs import Fence, Job, NewJob
+from roadie.jobs import Fence, Job, NewJob, encode_json
 
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
 JOB_COLUMNS = (
@@ -319,6 +319,20 @@ def row_to_job(
     JSON columns (SQLite returns JSON as text, psycopg already decoded).
 
     It runs for every job claimed or inserted, so the usual empty columns skip the decoders."""
+
+    def decode_args(value: Any) -> Any:
+        """Arguments roadie would not have written (text that is not JSON, a lone surrogate, a
+        number out of float range, all writable by SQL) are kept as text: the worker fails that
+        one job, and listings and the dashboard still show it."""
+        if value == "{}" or value == {}:
+            return {}
+        try:
+            args = from_json(value)
+            encode_json(args, "arguments")
+        except (ValueError, RecursionError):
+            return value if isinstance(value, str) else json.dumps(value)
+        return args
+
     attempts = row["attempts"]
     attempts = from_json(attempts) if attempts and attempts != "[]" else []
     for record in attempts:
@@ -334,7 +348,7 @@ def row_to_job(
             "id": row["id"],
             "queue": row["queue"],
             "task": row["task"],
-            "args": from_json(row["args"]),
+            "args": decode_args(row["args"]),
             "priority": row["priority"],
             "state": row["state"],
             "attempt": row["attempt"],

@@ -352,7 +352,8 @@ class Worker:
             failpoint("complete.after_commit", where)
             ctx.open_transaction = None
             return done
-        ctx.discard_transaction()
+        if tx is None or not tx.finished:  # a lost one stays: a retry of this write sees it too
+            ctx.discard_transaction()
         return settle_failure(
             self.backend,
             fence,

@@ -113,6 +113,8 @@ class Execution:
         and an `on_child_complete` callback gets the child's snapshot."""
         assert self.task is not None
         if self.task.role == "task":
+            if not isinstance(self.job.args, dict):  # malformed in the database
+                raise Permanent("malformed arguments: not a JSON object of keyword arguments")
             return (), self.job.args
         parent = self.backend.job_get(self.job.parent_id) if self.job.parent_id else None
         if parent is None:

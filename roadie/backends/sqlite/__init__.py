@@ -35,6 +35,14 @@ BUSY_TIMEOUT_MS = 10_000
 WAKE_POLL_SECONDS = 0.005
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+# Strict like PostgreSQL's json type: NaN and Infinity, which roadie never writes, are not JSON.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 class SQLiteBackend(SQLBackend):
     dialect = "sqlite"
 
@@ -69,12 +77,12 @@ class SQLiteBackend(SQLBackend):
         return datetime.fromtimestamp(value, UTC)
 
     def _from_json(self, value: Any) -> Any:
-        return json.loads(value)
+        return _DECODER.decode(value)
 
     def _job(self, row: sqlite3.Row) -> Job:
         # sqlite3.Row finds a column by comparing names one by one: a dict reads a wide row
         # several times faster, and a job row is read for every job claimed or inserted.
-        return row_to_job(dict(zip(row.keys(), row, strict=True)), self._to_time, json.loads)
+        return row_to_job(dict(zip(row.keys(), row, strict=True)), self._to_time, self._from_json)
 
     def _id_list(self, ids: list[int]) -> str:
         return json.dumps(ids)
