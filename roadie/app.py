@@ -375,6 +375,8 @@ class App:
 
         `queues` defaults to every queue the registered tasks use. Returns the exit code.
         `retention` (default: the app's) is how long finished jobs are kept; None or 0 keeps them.
+        `prefetch` (default None: about 50 ms of recent throughput, at most 256) is how many
+        jobs to claim ahead of free slots; 0 claims only for free slots.
         """
         from roadie.worker import Worker
         from roadie.worker.processes import supervise

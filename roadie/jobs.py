@@ -153,13 +153,16 @@ class Fence:
     """What a worker owns: every write about a running job must match the first three.
 
     `parent_id` says the job sits in a tree, so its end must be told to its parent in the same
-    transaction.
+    transaction. `held` is how long a job claimed ahead waited in the worker's buffer before
+    its handler started: the final write moves `started_at` (stamped by the claim) by that much,
+    so durations and attempt records count from the real start.
     """
 
     job_id: int
     attempt: int
     worker_id: str
     parent_id: int | None = None
+    held: float = 0.0
 
 
 def encode_json(value: Any, what: str) -> str:

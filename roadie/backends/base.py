@@ -718,7 +718,7 @@ class SQLBackend:
             if fence.worker_id != worker_id:
                 raise ValueError(f"job {fence.job_id} is not held by worker {worker_id}")
             stamp = None if finished_at is None else self._encode_time(finished_at)
-            items.append([fence.job_id, fence.attempt, result, stamp])
+            items.append([fence.job_id, fence.attempt, result, stamp, fence.held])
         batch = json.dumps(items, ensure_ascii=False)
         in_trees = [fence for fence, _, _ in done if fence.parent_id is not None]
         if not in_trees:
@@ -1029,4 +1029,9 @@ class SQLBackend:
 
 
 def _fence(fence: Fence) -> dict[str, Any]:
-    return {"id": fence.job_id, "attempt": fence.attempt, "worker_id": fence.worker_id}
+    return {
+        "id": fence.job_id,
+        "attempt": fence.attempt,
+        "worker_id": fence.worker_id,
+        "held": fence.held,
+    }

@@ -35,7 +35,8 @@ def migrate_command(app_spec: str | None, database_url: str | None) -> int:
     "--prefetch",
     type=click.IntRange(0, 1000),
     default=None,
-    help="Jobs claimed ahead of free slots, held under lease until a slot frees (default 0).",
+    help="Jobs claimed ahead of free slots, held under lease until a slot frees "
+    "(default: about 50 ms of recent throughput, at most 256; 0 turns it off).",
 )
 @click.option("--processes", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option(

@@ -9,7 +9,8 @@ import time
 import traceback
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Protocol
 
 from roadie.backends.base import Backend
@@ -19,6 +20,8 @@ from roadie.context import JobContext
 from roadie.errors import InvalidInput, Permanent, UnknownTask
 from roadie.jobs import Fence, Job, NewJob, clean_text, encode_json
 from roadie.retry import Backoff, Decision, decide, describe, retry_at_once
+
+MIN_HELD = 0.001  # a job started within a millisecond of its claim keeps the claim's stamp
 
 
 class RunnableTask(Protocol):
@@ -61,6 +64,7 @@ class Execution:
         self.tasks = tasks or {}
         self.fence = Fence(job.id, job.attempt, worker_id, job.parent_id)
         self.renewed_at = time.monotonic()  # when the lease was last taken or renewed
+        self.claimed_at = (self.renewed_at, backend.clock.now())  # monotonic; frozen clock or None
         self.deadline: float | None = None  # set when the job starts (`start`)
         spawner = self.new_child if task is not None and task.role == "task" else None
         self.ctx = JobContext(job, self.fence, backend, None, spawner)
@@ -72,7 +76,11 @@ class Execution:
         self.future: Future[Any] | None = None  # for async tasks
 
     def start(self) -> None:
-        """The job gets a slot: its timeout runs from now."""
+        """The job gets a slot: its timeout runs from now, and its recorded start too."""
+        held = _seconds_since(*self.claimed_at, self.backend.clock.now())
+        if held >= MIN_HELD:
+            self.fence = replace(self.fence, held=held)
+            self.ctx._fence = self.fence
         if self.job.timeout:
             self.deadline = time.monotonic() + self.job.timeout
             self.ctx._deadline = self.deadline
@@ -163,6 +171,13 @@ class Execution:
             error=clean_text(describe(exc)),
             traceback=clean_text("".join(traceback.format_exception(exc))),
         )
+
+
+def _seconds_since(monotonic: float, frozen: datetime | None, frozen_now: datetime | None) -> float:
+    """Time since a claim: on the database clock when a test froze it, else real time."""
+    if frozen is not None and frozen_now is not None:
+        return (frozen_now - frozen).total_seconds()
+    return time.monotonic() - monotonic
 
 
 def unknown_task(name: str) -> Outcome:
