@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     console.print(f"took {elapsed:.0f} s; load average before {load_before[0]:.2f}")
     if args.markdown:
-        console.print(markdown, markup=False)
+        print(markdown)
     if not args.no_save:
         document = {
             "timestamp": stamp,

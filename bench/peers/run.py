@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{results[name]['db_clock_median']:,.0f} jobs/s"
             )
     if args.markdown:
-        console.print(markdown, markup=False)
+        print(markdown)
     if not args.no_save:
         settings = {
             key: value for key, value in vars(args).items() if key not in ("pythons", "reinstall")
