@@ -201,10 +201,15 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of every figure; median (3)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="runs of every figure; median (3; --quick: 1)"
+    )
     parser.add_argument("-n", type=int, default=10_000, help="jobs per measurement (10000)")
     parser.add_argument(
-        "--rows", type=int, default=1_000_000, help="finished jobs for the history (1000000)"
+        "--rows",
+        type=int,
+        default=None,
+        help="finished jobs for the history (1000000; --quick: 100000)",
     )
     parser.add_argument("--children", type=int, default=1000, help="the parent's children (1000)")
     parser.add_argument("-w", "--workers", type=int, default=2, help="drain processes (2)")
@@ -228,13 +233,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
-    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    if args.quick:
-        if "--repeat" not in argv:
-            args.repeat = 1
-        if "--rows" not in argv:
-            args.rows = 100_000
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.rows is None:
+        args.rows = 100_000 if args.quick else 1_000_000
     if min(args.repeat, args.n, args.rows, args.children, args.workers, args.concurrency) < 1:
         parser.error("counts must be at least 1")
     return args
