@@ -19,7 +19,6 @@ from tests.faults.harness import (
     Sampler,
     Supervisor,
     check_invariants,
-    percentile,
 )
 from tests.helpers import wait_until
 
@@ -82,6 +81,10 @@ def test_f1_sigkill_storm(
         f"{report.extra_executions} extra executions, {held} jobs held by killed workers, "
         f"{report.lease_lost_lines} given up"
     )
+    bound = LEASE + SWEEP + 10  # FAULTS.md: lease + sweep + 5 s; 5 s more for a loaded machine
+    assert recovered and max(recovered) <= bound, (
+        f"jobs runnable again within {bound}s: {recovered}"
+    )
     figures.record(
         jobs=count,
         workers=workers,
@@ -97,7 +100,6 @@ def test_f1_sigkill_storm(
     )
     for seconds in recovered:
         figures.recovery(seconds)
-    print(figures.as_dict(), percentile(recovered, 99))
 
 
 def test_f2_sigstop_past_the_lease(
@@ -109,8 +111,9 @@ def test_f2_sigstop_past_the_lease(
 ) -> None:
     """A worker paused (SIGSTOP) mid-job for longer than its lease: the job is reclaimed
     elsewhere (attempt 2). Resumed (SIGCONT) while attempt 2 still runs, the zombie finishes
-    its attempt 1 and writes its completion, effect included: that fenced write changes no row
-    (the worker logs "lease lost ... result discarded"); attempt 2 completes; one effect."""
+    its attempt 1, effect included: its completion changes no row (refused by the fence, or
+    dropped by the worker's self-fence first), the worker logs the lease lost; attempt 2
+    completes; one effect."""
     args = {"lease": f"{LEASE:g}s", "sweep": f"{SWEEP:g}s"}
     paused = supervisor(workers=1, concurrency=1, **args)
     job = tasks.tasks["work"].enqueue(ms=3000)
@@ -127,10 +130,18 @@ def test_f2_sigstop_past_the_lease(
     # Attempt 1 has slept its 3 s (it was stopped for more than a lease): resumed, it writes
     # its completion at once, while attempt 2 sleeps.
     paused.sigcont(0)
+    # Either the completion reaches the database and its fence refuses it ("lease lost
+    # (LeaseLost), result discarded"), or the worker's self-fence gives the job up first on
+    # resuming (its monotonic clock shows the lease long gone) and the completion is dropped
+    # ("given up", then "result discarded (job was given up)"). Either way: logged, no write.
     wait_until(
-        lambda: [line for line in paused.lease_lost_lines() if "result discarded" in line],
+        lambda: [
+            line
+            for line in paused.log_lines("result discarded")
+            if f"job {job.id} attempt 1" in line
+        ],
         timeout=20,
-        what="the resumed worker's completion refused, and logged",
+        what="the resumed worker's completion discarded, and logged",
         detail=paused.logs,
     )
     assert fault_db.value("SELECT count(*) FROM effects") == 0, "the zombie's effect rolled back"
@@ -351,7 +362,9 @@ def test_f4_crash_points_of_a_completion(
         assert starts[job_id] == attempt, f"after_commit: job {job_id} not run again"
         assert effects[job_id] == attempt
     assert points.get("complete.before_commit") and after, f"both failpoints fired: {points}"
-    assert sup.restarts >= 2 * crashing + len(after)
+    # Each failpoint line is one process that died; the task's own crashes add more (not one
+    # per crashing job: one lost beside another crash runs its attempt 2 without crashing).
+    assert sup.restarts > len(crashed["complete.before_commit"]) + len(after)
     figures.record(
         jobs=count,
         faults=sup.restarts,
