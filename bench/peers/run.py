@@ -315,7 +315,12 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> str:
             [
                 name,
                 result.get("version", ""),
-                SETTINGS[name].format(**vars(args)),
+                SETTINGS[name].format(**vars(args))
+                + (
+                    f", --prefetch {args.roadie_prefetch}"
+                    if name.startswith("roadie") and args.roadie_prefetch
+                    else ""
+                ),
                 "failed" if rate is None else f"{rate:,.0f}",
                 runs,
                 f"{REFERENCE[name]:,}" if name in REFERENCE else "",
