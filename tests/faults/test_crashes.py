@@ -9,6 +9,7 @@ bench/results/faults/. Every test ends with the invariants I1-I7 (tests/faults/h
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ def storm(sup: Supervisor, db: FaultDatabase, every: float, duration: float) -> 
 def test_f1_sigkill_storm(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -105,7 +106,7 @@ def test_f1_sigkill_storm(
 def test_f2_sigstop_past_the_lease(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
 ) -> None:
@@ -170,7 +171,7 @@ def test_f2_sigstop_past_the_lease(
 def test_f9_poison_job_fails_after_three_lost_attempts(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -224,7 +225,7 @@ def test_f9_poison_job_fails_after_three_lost_attempts(
 def test_f3_long_job_keeps_its_lease_and_a_gil_hog_is_fenced(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -301,7 +302,7 @@ def _failpoint_log(path: Path) -> dict[str, list[tuple[int, int]]]:
 def test_f4_crash_points_of_a_completion(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -368,8 +369,11 @@ def test_f4_crash_points_of_a_completion(
     figures.record(
         jobs=count,
         faults=sup.restarts,
-        crashes={name: len(pairs) for name, pairs in crashed.items()}
-        | {"complete.after_commit": len(after)},
+        crashing_jobs={"before_effect": crashing, "after_effect": crashing},
+        failpoint_crashes={
+            "complete.before_commit": len(crashed["complete.before_commit"]),
+            "complete.after_commit": len(after),
+        },
         extra_executions=report.extra_executions,
         failed_lost_bystanders=len(lost),
         invariants="I1-I7 held",
