@@ -73,9 +73,7 @@ class Maintenance:
 
     def run_once(self) -> Mapping[str, list[Job]]:
         """Reap expired leases and expire timed-out jobs once; returns what each touched."""
-        reaped = self.backend.lease_reap(MAX_LOST_ATTEMPTS)
-        for job in reaped:
-            log.warning("job %s attempt %s: worker lost, now %s", job.id, job.attempt, job.state)
+        reaped = self.reap()
         expired = [
             job
             for job in self.backend.job_list_timed_out()
@@ -128,7 +126,23 @@ class Maintenance:
                     break
         return pruned, False
 
+    def reap(self) -> list[Job]:
+        """Return the jobs of expired leases to the queue (or fail them: lost too often)."""
+        reaped = self.backend.lease_reap(MAX_LOST_ATTEMPTS)
+        for job in reaped:
+            log.warning("job %s attempt %s: worker lost, now %s", job.id, job.attempt, job.state)
+        return reaped
+
     def start(self) -> None:
+        """Reap once now, before the worker's first claim, then sweep on a thread. Workers that
+        die sooner than a sweep after starting (a job at the head of the queue that kills them)
+        would otherwise never reap: lost jobs would stay leased and never reach their limit."""
+        try:
+            self.reap()
+        except DatabaseUnavailable as exc:
+            log.warning("maintenance skipped: %s", exc)
+        except Exception:  # a bug must not stop the worker from starting
+            log.exception("maintenance failed")
         self._thread = threading.Thread(target=self._loop, name="roadie-maintenance", daemon=True)
         self._thread.start()
 

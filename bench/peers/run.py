@@ -315,7 +315,12 @@ def print_table(results: dict[str, Any], args: argparse.Namespace) -> str:
             [
                 name,
                 result.get("version", ""),
-                SETTINGS[name].format(**vars(args)),
+                SETTINGS[name].format(**vars(args))
+                + (
+                    f", --prefetch {args.roadie_prefetch}"
+                    if name.startswith("roadie") and args.roadie_prefetch
+                    else ""
+                ),
                 "failed" if rate is None else f"{rate:,.0f}",
                 runs,
                 f"{REFERENCE[name]:,}" if name in REFERENCE else "",
@@ -427,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{results[name]['db_clock_median']:,.0f} jobs/s"
             )
     if args.markdown:
-        console.print(markdown, markup=False)
+        print(markdown)
     if not args.no_save:
         settings = {
             key: value for key, value in vars(args).items() if key not in ("pythons", "reinstall")

@@ -114,6 +114,7 @@ class Worker:
         threads = [
             threading.Thread(target=self._heartbeat_loop, name="roadie-heartbeat", daemon=True),
             threading.Thread(target=self._waker_loop, name="roadie-waker", daemon=True),
+            threading.Thread(target=self._fence_loop, name="roadie-fence", daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -452,16 +453,26 @@ class Worker:
                 execution.cancel()  # cancelled, expired or reaped elsewhere: its write will be refused
         return True
 
+    def _fence_loop(self) -> None:
+        """Apply the self-fence by the monotonic clock whatever the heartbeat is doing: its
+        renewal can hang without an error (a blackholed network) or wait for a connection
+        longer than the lease, and the jobs must not run on past their leases meanwhile."""
+        while not self._threads_stop.wait(min(1.0, self.lease / 10)):
+            self._give_up_unrenewed(list(self._inflight.values()))
+
     def _give_up_unrenewed(self, executions: list[Execution]) -> None:
         """Stop treating a job as ours before its lease can run out in the database."""
         for execution in executions:
-            if not self._past_self_fence(execution):
+            if execution.settled or not self._past_self_fence(execution):
                 continue
-            with execution.lock:
-                if execution.settled:
-                    continue
-                execution.settled = True
-            self._lease_lost(execution, "given up: its lease could not be renewed")
+            if not execution.lock.acquire(blocking=False):
+                continue  # its outcome is being written, fenced: that write decides
+            try:
+                given_up, execution.settled = not execution.settled, True
+            finally:
+                execution.lock.release()
+            if given_up:
+                self._lease_lost(execution, "given up: its lease could not be renewed")
 
     def _waker_loop(self) -> None:
         delay = 0.1

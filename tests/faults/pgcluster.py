@@ -109,6 +109,10 @@ class PgCluster:
         """Stop it; mode `immediate` is a crash: no checkpoint, crash recovery at the next start."""
         self._run(BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "stop", check=False)
 
+    def reload(self) -> None:
+        """Make it read its configuration files again (pg_hba.conf, postgresql.conf)."""
+        self._run(BIN / "pg_ctl", "-D", self.data, "reload")
+
     def running(self) -> bool:
         return self._run(BIN / "pg_ctl", "-D", self.data, "status", check=False).returncode == 0
 

@@ -9,6 +9,7 @@ bench/results/faults/. Every test ends with the invariants I1-I7 (tests/faults/h
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from tests.faults.harness import (
     Sampler,
     Supervisor,
     check_invariants,
-    percentile,
 )
 from tests.helpers import wait_until
 
@@ -42,7 +42,7 @@ def storm(sup: Supervisor, db: FaultDatabase, every: float, duration: float) -> 
 def test_f1_sigkill_storm(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -82,6 +82,10 @@ def test_f1_sigkill_storm(
         f"{report.extra_executions} extra executions, {held} jobs held by killed workers, "
         f"{report.lease_lost_lines} given up"
     )
+    bound = LEASE + SWEEP + 10  # FAULTS.md: lease + sweep + 5 s; 5 s more for a loaded machine
+    assert recovered and max(recovered) <= bound, (
+        f"jobs runnable again within {bound}s: {recovered}"
+    )
     figures.record(
         jobs=count,
         workers=workers,
@@ -97,20 +101,20 @@ def test_f1_sigkill_storm(
     )
     for seconds in recovered:
         figures.recovery(seconds)
-    print(figures.as_dict(), percentile(recovered, 99))
 
 
 def test_f2_sigstop_past_the_lease(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
 ) -> None:
     """A worker paused (SIGSTOP) mid-job for longer than its lease: the job is reclaimed
     elsewhere (attempt 2). Resumed (SIGCONT) while attempt 2 still runs, the zombie finishes
-    its attempt 1 and writes its completion, effect included: that fenced write changes no row
-    (the worker logs "lease lost ... result discarded"); attempt 2 completes; one effect."""
+    its attempt 1, effect included: its completion changes no row (refused by the fence, or
+    dropped by the worker's self-fence first), the worker logs the lease lost; attempt 2
+    completes; one effect."""
     args = {"lease": f"{LEASE:g}s", "sweep": f"{SWEEP:g}s"}
     paused = supervisor(workers=1, concurrency=1, **args)
     job = tasks.tasks["work"].enqueue(ms=3000)
@@ -127,10 +131,18 @@ def test_f2_sigstop_past_the_lease(
     # Attempt 1 has slept its 3 s (it was stopped for more than a lease): resumed, it writes
     # its completion at once, while attempt 2 sleeps.
     paused.sigcont(0)
+    # Either the completion reaches the database and its fence refuses it ("lease lost
+    # (LeaseLost), result discarded"), or the worker's self-fence gives the job up first on
+    # resuming (its monotonic clock shows the lease long gone) and the completion is dropped
+    # ("given up", then "result discarded (job was given up)"). Either way: logged, no write.
     wait_until(
-        lambda: [line for line in paused.lease_lost_lines() if "result discarded" in line],
+        lambda: [
+            line
+            for line in paused.log_lines("result discarded")
+            if f"job {job.id} attempt 1" in line
+        ],
         timeout=20,
-        what="the resumed worker's completion refused, and logged",
+        what="the resumed worker's completion discarded, and logged",
         detail=paused.logs,
     )
     assert fault_db.value("SELECT count(*) FROM effects") == 0, "the zombie's effect rolled back"
@@ -159,7 +171,7 @@ def test_f2_sigstop_past_the_lease(
 def test_f9_poison_job_fails_after_three_lost_attempts(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -213,7 +225,7 @@ def test_f9_poison_job_fails_after_three_lost_attempts(
 def test_f3_long_job_keeps_its_lease_and_a_gil_hog_is_fenced(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -290,7 +302,7 @@ def _failpoint_log(path: Path) -> dict[str, list[tuple[int, int]]]:
 def test_f4_crash_points_of_a_completion(
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
@@ -351,14 +363,19 @@ def test_f4_crash_points_of_a_completion(
         assert starts[job_id] == attempt, f"after_commit: job {job_id} not run again"
         assert effects[job_id] == attempt
     assert points.get("complete.before_commit") and after, f"both failpoints fired: {points}"
-    # one crash per line of the log: an after_commit crash in the completer ends a whole batch
-    crash_lines = log.read_text().splitlines() if log.exists() else []
-    assert sup.restarts >= 2 * crashing + len(crash_lines)
+    # Each failpoint line is one process that died (an after_commit crash in the completer
+    # ends a whole batch); the task's own crashes add more (not one per crashing job: one lost
+    # beside another crash runs its attempt 2 without crashing).
+    crash_lines = log.read_text().splitlines()
+    assert sup.restarts > len(crash_lines)
     figures.record(
         jobs=count,
         faults=sup.restarts,
-        crashes={name: len(pairs) for name, pairs in crashed.items()}
-        | {"complete.after_commit": len(after)},
+        crashing_jobs={"before_effect": crashing, "after_effect": crashing},
+        failpoint_crashes={
+            "complete.before_commit": len(crashed["complete.before_commit"]),
+            "complete.after_commit": len(after),
+        },
         extra_executions=report.extra_executions,
         failed_lost_bystanders=len(lost),
         invariants="I1-I7 held",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_f20_sqlite_kills_mid_transaction_and_reconnects(
     db_url: str,
     fault_db: FaultDatabase,
     tasks: App,
-    supervisor: type[Supervisor],
+    supervisor: Callable[..., Supervisor],
     sampler: Sampler,
     figures: Figures,
     long_form: bool,
