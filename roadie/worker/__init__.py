@@ -221,33 +221,38 @@ class Worker:
                 self._inflight[(job.id, job.attempt)] = execution
             self._buffer.append(execution)
 
-    def _start_buffered(self) -> None:
-        """Start held jobs in the free slots, in claim order."""
-        while self._buffer and self._free_slots() > 0 and not self._stopping.is_set():
-            execution = self._buffer.popleft()
+    def _take_buffered(self) -> Execution | None:
+        """The next held job that may start, its slot reserved; None when no slot is free or
+        nothing is held. The claim loop calls it, and so does a job thread that just freed a
+        slot (see `_run_sync`)."""
+        while True:
+            with self._inflight_lock:
+                if not self._buffer or self._running >= self.concurrency:
+                    return None
+                if self._stopping.is_set():
+                    return None
+                execution = self._buffer.popleft()
+                self._running += 1
             with execution.lock:
                 given_up = execution.settled  # by the self-fence while it waited
                 lost = not given_up and execution.ctx.cancelled  # its lease was not renewed
                 execution.settled = True if lost else execution.settled
-            if given_up or lost:
-                with self._inflight_lock:
-                    self._inflight.pop((execution.job.id, execution.job.attempt), None)
-                if lost:
-                    self._lease_lost(execution, "not started")
-                continue
+            if not (given_up or lost):
+                return execution
+            with self._inflight_lock:
+                self._running -= 1
+                self._inflight.pop((execution.job.id, execution.job.attempt), None)
+            if lost:
+                self._lease_lost(execution, "not started")
+
+    def _start_buffered(self) -> None:
+        """Start held jobs in the free slots, in claim order."""
+        while (execution := self._take_buffered()) is not None:
             self._start(execution)
 
-    def _dispatch(self, job: Job) -> None:
-        """Take a claimed job into the worker's hands and start it now."""
-        execution = Execution(job, self.id, self.backend, self.tasks.get(job.task), self.tasks)
-        with self._inflight_lock:
-            self._inflight[(job.id, job.attempt)] = execution
-        self._start(execution)
-
     def _start(self, execution: Execution) -> None:
+        """Run a job whose slot is reserved: on the event loop if async, else on a job thread."""
         execution.start()  # its timeout runs from now
-        with self._inflight_lock:
-            self._running += 1
         if execution.is_async:
             execution.future = self._loop.submit(execution.run_async())
             execution.future.add_done_callback(
@@ -256,7 +261,25 @@ class Worker:
                 )
             )
         else:
-            self._pool.submit(lambda: self._finish(execution, execution.run_sync()))
+            self._pool.submit(lambda: self._run_sync(execution))
+
+    def _run_sync(self, execution: Execution) -> None:
+        """Run a sync job, then the held jobs after it on this same thread while it has the
+        slot: a short job's slot passes straight to the next, not through the claim loop."""
+        next_one: Execution | None = execution
+        while next_one is not None:
+            self._finish(next_one, next_one.run_sync())
+            next_one = self._next_sync()
+
+    def _next_sync(self) -> Execution | None:
+        """The next held sync job, started on the slot this thread holds; held async jobs met
+        on the way go to the event loop."""
+        while (execution := self._take_buffered()) is not None:
+            if not execution.is_async:
+                execution.start()
+                return execution
+            self._start(execution)
+        return None
 
     # -- recording outcomes ------------------------------------------------------------------
 
@@ -264,7 +287,7 @@ class Worker:
         if self._hand_off(execution, outcome):
             with self._inflight_lock:
                 self._running -= 1  # its slot is free; the job stays in hand until written
-            self._wake.set()
+            self._wake_if_needed()
             return
         try:
             self._settle(execution, outcome)
@@ -276,6 +299,13 @@ class Worker:
                 self._inflight.pop((execution.job.id, execution.job.attempt), None)
                 self._running -= 1
                 self.processed += 1
+            self._wake.set()
+
+    def _wake_if_needed(self) -> None:
+        """Wake the claim loop when it has something to do: claim (the buffer is down to its
+        refill mark), or start jobs and notice the end of a burst (nothing is held). A held job
+        needs no wake-up: the job thread that freed the slot starts it."""
+        if len(self._buffer) <= self.prefetch // 2 or self._stopping.is_set():
             self._wake.set()
 
     def _hand_off(self, execution: Execution, outcome: Outcome) -> bool:

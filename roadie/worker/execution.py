@@ -74,6 +74,7 @@ class Execution:
         self.settled = False  # the final write was made, or the job was given up
         self.handed_off = False  # its completion waits in the completer (see completer.py)
         self.future: Future[Any] | None = None  # for async tasks
+        self.is_async = task is not None and inspect.iscoroutinefunction(task.fn)
 
     def start(self) -> None:
         """The job gets a slot: its timeout runs from now, and its recorded start too."""
@@ -85,9 +86,6 @@ class Execution:
             self.deadline = time.monotonic() + self.job.timeout
             self.ctx._deadline = self.deadline
 
-    @property
-    def is_async(self) -> bool:
-        return self.task is not None and inspect.iscoroutinefunction(self.task.fn)
 
     def cancel(self) -> None:
         """Tell the handler to stop: ctx.cancelled turns true; an async task is cancelled."""

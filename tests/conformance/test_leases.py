@@ -127,7 +127,8 @@ def test_a_worker_counts_lease_lost_and_discards_its_result(frozen_app: App, clo
     job = slow.enqueue()
     worker = Worker(app.backend, app.tasks, ["analytics"], burst=True)
     claimed = app.backend.job_claim(worker.id, "analytics", 1, 30.0)
-    worker._dispatch(claimed[0])
+    worker._hold(claimed)
+    worker._start_buffered()
     wait_until(lambda: not worker._inflight)
     assert worker.lease_lost == 1
     after = app.get_job(job.id)
