@@ -36,7 +36,7 @@ class JobContext:
         self._fence = fence
         self._backend = backend
         self._deadline = deadline  # time.monotonic() past which the task's timeout has run out
-        self._cancelled = threading.Event()
+        self._cancelled = False  # set once, from another thread: a plain flag is enough
         self._lock = threading.Lock()
         self._unsent_progress: str | None = None
         self._progress_sent_at = 0.0
@@ -47,10 +47,10 @@ class JobContext:
         """True once the job was cancelled, timed out or its lease lost: a long task should stop."""
         if self._deadline is not None and time.monotonic() >= self._deadline:
             return True
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True
 
     def spawn(self, task: Any, **args: Any) -> None:
         """Add a child job: a task, a task name, or `task.options(queue=..., ...)`.

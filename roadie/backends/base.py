@@ -250,7 +250,9 @@ class Backend(Protocol):
     def rollup_list(
         self, since: datetime, until: datetime, queue: str | None, task: str | None
     ) -> list[dict[str, Any]]: ...
-    def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]: ...
+    def job_claim(
+        self, worker_id: str, queue: str, limit: int, lease: float, suspects: int = 1
+    ) -> list[Job]: ...
     def job_complete(
         self,
         fence: Fence,
@@ -660,8 +662,19 @@ class SQLBackend:
         rows = self._write("job_review_resolve", id=job_id, note=note)
         return self._job(rows[0]) if rows else None
 
-    def job_claim(self, worker_id: str, queue: str, limit: int, lease: float) -> list[Job]:
-        rows = self._write("job_claim", worker_id=worker_id, queue=queue, limit=limit, lease=lease)
+    def job_claim(
+        self, worker_id: str, queue: str, limit: int, lease: float, suspects: int = 1
+    ) -> list[Job]:
+        """Up to `limit` due jobs, of which at most `suspects` (0 or 1) were running when a
+        worker was lost: a job that killed its process must not take others with it again."""
+        rows = self._write(
+            "job_claim",
+            worker_id=worker_id,
+            queue=queue,
+            limit=limit,
+            lease=lease,
+            suspects=suspects,
+        )
         return sorted((self._job(row) for row in rows), key=lambda j: (-j.priority, j.id))
 
     def job_complete(

@@ -33,7 +33,7 @@ from roadie.jobs import Job
 from roadie.maintenance import Maintenance, settle_failure
 from roadie.retry import DEFAULT_BACKOFF, decide_expiry, retry_at_once
 from roadie.worker.completer import Completer
-from roadie.worker.execution import Execution, Outcome, RunnableTask
+from roadie.worker.execution import Execution, Outcome, RunnableTask, was_lost
 from roadie.worker.executor import EventLoopThread, ThreadPool
 
 log = logging.getLogger("roadie")
@@ -45,6 +45,7 @@ SELF_FENCE_FRACTION = 2 / 3  # give a job up after this much of its lease withou
 PREFETCH_HORIZON = 0.05
 PREFETCH_AUTO_CAP = 256
 RATE_WINDOW = 0.1  # seconds between two measurements of the completion rate
+REFILL_DIVISOR = 4  # claim again once the held jobs are down to a quarter of the prefetch
 
 
 class Worker:
@@ -157,11 +158,14 @@ class Worker:
     def _claim(self) -> list[Job]:
         """Claim up to the free capacity plus the prefetch room, shared fairly: each queue gets
         an equal share first (starting from a rotating queue), then queues with more work take
-        what is left. While the prefetch buffer is more than half full, claim nothing."""
+        what is left. While the prefetch buffer is more than a quarter full, claim nothing."""
         self._tune_prefetch()
-        if self._buffer and len(self._buffer) > self.prefetch // 2:
+        if self._buffer and len(self._buffer) > self.prefetch // REFILL_DIVISOR:
             return []
-        free = self._free_slots() - len(self._buffer) + self.prefetch
+        # With a suspect in hand (a job that was running when a worker was lost), hold nothing
+        # ahead and take no other suspect: if it kills this process, it takes few jobs with it.
+        suspect = any(execution.suspect for execution in list(self._inflight.values()))
+        free = self._free_slots() - len(self._buffer) + (0 if suspect else self.prefetch)
         if free <= 0:
             return []
         order = (
@@ -176,7 +180,9 @@ class Worker:
             want = min(share, free - len(claimed))
             if want <= 0:
                 break
-            got = self.backend.job_claim(self.id, queue, want, self.lease)
+            got = self.backend.job_claim(self.id, queue, want, self.lease, 0 if suspect else 1)
+            fresh = [job for job in got if not was_lost(job)]
+            suspect = suspect or len(fresh) < len(got)
             claimed += got
             if len(got) == want:
                 hungry.append(queue)
@@ -184,7 +190,7 @@ class Worker:
             want = free - len(claimed)
             if want <= 0:
                 break
-            claimed += self.backend.job_claim(self.id, queue, want, self.lease)
+            claimed += self.backend.job_claim(self.id, queue, want, self.lease, 0)
         return claimed
 
     def _tune_prefetch(self) -> None:
@@ -305,7 +311,7 @@ class Worker:
         """Wake the claim loop when it has something to do: claim (the buffer is down to its
         refill mark), or start jobs and notice the end of a burst (nothing is held). A held job
         needs no wake-up: the job thread that freed the slot starts it."""
-        if len(self._buffer) <= self.prefetch // 2 or self._stopping.is_set():
+        if len(self._buffer) <= self.prefetch // REFILL_DIVISOR or self._stopping.is_set():
             self._wake.set()
 
     def _hand_off(self, execution: Execution, outcome: Outcome) -> bool:

@@ -75,6 +75,8 @@ class Execution:
         self.handed_off = False  # its completion waits in the completer (see completer.py)
         self.future: Future[Any] | None = None  # for async tasks
         self.is_async = task is not None and inspect.iscoroutinefunction(task.fn)
+        # A worker was lost while running it before: it may be what kills processes.
+        self.suspect = was_lost(job)
 
     def start(self) -> None:
         """The job gets a slot: its timeout runs from now, and its recorded start too."""
@@ -169,6 +171,11 @@ class Execution:
             error=clean_text(describe(exc)),
             traceback=clean_text("".join(traceback.format_exception(exc))),
         )
+
+
+def was_lost(job: Job) -> bool:
+    """A worker was lost while running this job before: it may be what killed the process."""
+    return any(record.get("outcome") == "lost" for record in job.attempts)
 
 
 def _seconds_since(monotonic: float, frozen: datetime | None, frozen_now: datetime | None) -> float:

@@ -134,3 +134,23 @@ def test_a_worker_counts_lease_lost_and_discards_its_result(frozen_app: App, clo
     after = app.get_job(job.id)
     assert (after.state, after.result, after.attempt) == ("pending", None, 1)
     assert after.attempts[-1]["outcome"] == "lost"
+
+
+def test_jobs_lost_before_come_one_per_claim_and_only_when_asked(frozen_app: App, clock) -> None:
+    """A job that was running when its worker was lost may be what killed it: claims take it
+    only as their one `suspect`, so it cannot take other suspects down with it again."""
+    backend, transcode = frozen_app.backend, frozen_app.tasks["transcode"]
+    lost_ids = [job.id for job in transcode.enqueue_many([{"n": i} for i in range(3)])]
+    assert len(backend.job_claim("doomed", "content", 3, 30.0)) == 3
+    clock.advance(31)
+    assert len(Maintenance(backend).run_once()["reaped"]) == 3
+    fresh_ids = [job.id for job in transcode.enqueue_many([{"n": i} for i in range(3, 5)])]
+
+    assert [j.id for j in backend.job_claim("w1", "content", 10, 30.0, suspects=0)] == fresh_ids
+    first = backend.job_claim("w2", "content", 10, 30.0, suspects=1)
+    second = backend.job_claim("w3", "content", 10, 30.0)  # one suspect by default
+    assert [(j.id, j.attempt) for j in first + second] == [(lost_ids[0], 2), (lost_ids[1], 2)]
+    assert all(j.attempts[-1]["outcome"] == "lost" for j in first + second)
+    # the limit counts the suspect too: a claim of 1 takes one job, a suspect and a fresh one due
+    transcode.enqueue_many([{"n": 9}])
+    assert len(backend.job_claim("w4", "content", 1, 30.0)) == 1
