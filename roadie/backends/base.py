@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, NamedTuple, Protocol
 
@@ -599,7 +599,10 @@ class SQLBackend:
 
     def job_prune_hour(self, hour: datetime) -> None:
         """Start the hour's rollups (percentiles of its prunable jobs) unless already started;
-        the percentiles are read first, so the write is short."""
+        the percentiles are read first, so the write is short. Once started, the hour is not
+        read again: later batches only add counts (`rollup_add`)."""
+        if self.rollup_list(hour, hour + timedelta(hours=1), None, None):
+            return
         encoded = self._encode_time(hour)
         groups = [
             {key: row[key] for key in ("queue", "task", "outcome", *PERCENTILES)}
