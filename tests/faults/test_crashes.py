@@ -57,6 +57,11 @@ def test_f1_sigkill_storm(
     jobs = tasks.tasks["work"].enqueue_many([{"ms": ms[0], "ms_max": ms[1]} for _ in range(count)])
     sup = supervisor(workers=workers, concurrency=slots, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
     started = time.monotonic()
+    wait_until(
+        lambda: fault_db.value("SELECT count(*) FROM executions") >= slots,
+        timeout=30,
+        what="workers up and running jobs",
+    )
     kills = storm(sup, fault_db, every, duration)
     recovered = sup.wait_recovered(timeout=LEASE + SWEEP + 30)
     work = count * (ms[0] + ms[1]) / 2 / 1000 / (workers * slots)
@@ -83,9 +88,8 @@ def test_f1_sigkill_storm(
         f"{report.lease_lost_lines} given up"
     )
     bound = LEASE + SWEEP + 10  # FAULTS.md: lease + sweep + 5 s; 5 s more for a loaded machine
-    assert recovered and max(recovered) <= bound, (
-        f"jobs runnable again within {bound}s: {recovered}"
-    )
+    assert recovered, f"some kill hit a worker running jobs: {sup.kills}"
+    assert max(recovered) <= bound, f"jobs runnable again within {bound}s: {recovered}"
     figures.record(
         jobs=count,
         workers=workers,
