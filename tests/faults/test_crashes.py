@@ -53,7 +53,7 @@ def test_f1_sigkill_storm(
     if long_form:
         count, workers, slots, every, duration, ms = 10_000, 4, 8, 2.0, 60.0, (50, 500)
     else:
-        count, workers, slots, every, duration, ms = 400, 3, 4, 1.0, 4.0, (50, 150)
+        count, workers, slots, every, duration, ms = 300, 3, 4, 1.0, 3.0, (50, 150)
     jobs = tasks.tasks["work"].enqueue_many([{"ms": ms[0], "ms_max": ms[1]} for _ in range(count)])
     sup = supervisor(workers=workers, concurrency=slots, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
     started = time.monotonic()
@@ -182,7 +182,7 @@ def test_f9_poison_job_fails_after_three_lost_attempts(
 ) -> None:
     """A job that kills its worker on every attempt, among normal jobs: it fails (`lost`) after
     3 lost attempts, never requeued again, and every other job completes."""
-    count = 5_000 if long_form else 200
+    count = 5_000 if long_form else 100
     normal = tasks.tasks["work"].enqueue_many([{"ms": 10, "ms_max": 50} for _ in range(count)])
     poison = tasks.tasks["poison"].enqueue()
     lease = 1.0  # three leases to wait out: a short one keeps the short form short
