@@ -246,6 +246,7 @@ def test_b1_malformed_payload_fails_the_job_and_the_worker_goes_on(
         after = app.get_job(late.id)
         pickup = (after.started_at - after.created_at).total_seconds()
         assert pickup < 1.0, pickup
+        print(f"[faults-logic] B1 {db.url.split(':')[0]}: next job picked up in {pickup:.3f} s")
     finally:
         worker.stop()
         thread.join(10)
@@ -267,11 +268,7 @@ def test_b2_unknown_task_is_refused_at_enqueue(app: App, db_url: str) -> None:
         assert refused(lambda name=name: app.enqueue(name, {}), UnknownTask).startswith(
             "unknown task"
         )
-    unknown, spaced = cli_all(
-        db_url, [["no_such_task", "--args", "{}"], ["send_email ", "--args", "{}"]]
-    )
-    assert_cli_refused(unknown, "unknown task 'no_such_task'")
-    assert_cli_refused(spaced, "unknown task")
+    assert_cli_refused(cli(db_url, "send_email ", "--args", "{}"), "unknown task 'send_email '")
     assert count(app) == 0
     assert not any(
         method == "POST" and "enqueue" in path
@@ -478,13 +475,10 @@ def test_b4_hostile_names_are_refused_everywhere(
 
 def test_b4_hostile_names_at_the_cli(app: App, db_url: str) -> None:
     """B4 through `roadie enqueue` as a real process: exit 2, one line, nothing written."""
-    argvs = [
+    argvs = [  # (tests/cli/test_cli.py runs more of them in-process)
         ["publish_video", "--queue", "q'; DROP TABLE jobs;--"],
-        ["publish_video", "--queue", "<script>alert(1)</script>"],
         ["publish_video", "--queue", "\u202econtent"],
-        ["publish_video", "--queue", "../x"],
         ["<script>"],
-        ["t" * 10_000],
     ]
     for done in cli_all(db_url, [[*argv, "--args", '{"video_id": 1}'] for argv in argvs]):
         assert_cli_refused(done)
@@ -640,7 +634,6 @@ def test_b5_edges_round_trip_or_are_refused(
         db_url,
         [
             ["publish_video", "--args", '{"video_id": NaN}'],
-            ["publish_video", "--args", '{"video_id": 1, "title": "\\udc00"}'],
             ["publish_video", "--args", '{"video_id": ' + "[" * 10_000 + "]" * 10_000 + "}"],
             ["publish_video", "--args", json.dumps({"video_id": 2**100}), "--json"],
         ],
@@ -946,12 +939,7 @@ def test_b8_out_of_range_options_at_the_cli_and_the_dashboard(
 ) -> None:
     """B8 at `roadie enqueue` (a real process: exit 2, one line) and at the dashboard's
     admin actions that take durations (400, nothing done, nothing audited)."""
-    cases = [
-        (["--delay", "-5s"], "delay"),
-        (["--delay", "3651d"], "delay"),
-        (["--priority", "1001"], "priority"),
-        (["--priority", "-1001"], "priority"),
-    ]
+    cases = [(["--delay", "-5s"], "delay"), (["--priority", "1001"], "priority")]
     argvs = [["publish_video", "--args", '{"video_id": 1}', *argv] for argv, _ in cases]
     for done, (_, says) in zip(cli_all(db_url, argvs), cases, strict=True):
         assert_cli_refused(done, says)
