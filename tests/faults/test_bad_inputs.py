@@ -359,6 +359,7 @@ def test_b3_oversized_arguments_are_refused_whole(app: App, db_url: str) -> None
     finally:
         tracemalloc.stop()
     assert peak < 4 * len(hundred_mb), f"refusing 100 MB took {peak / 2**20:.0f} MB"
+    print(f"[faults-logic] B3: refusing 100 MB of arguments peaked at {peak / 2**20:.0f} MB")
     hundred_mb = ""
     assert count(app) == 0
 
