@@ -90,6 +90,8 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"malformed JSON in {what}: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"malformed JSON in {what}: nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"{what} must be a JSON object, e.g. '{{\"video_id\": 7}}'")
     return value

@@ -143,6 +143,8 @@ class Execution:
             task = self.tasks[task]
         if not hasattr(task, "app") or not hasattr(task, "overrides"):
             raise InvalidInput(f"ctx.spawn takes a task or a task name, not {shown(task)}")
+        if task.overrides.idempotency_key is not None:  # a taken key would leave us waiting
+            raise InvalidInput("ctx.spawn takes no idempotency_key: a child is written once")
         return task.app.new_job(task, args, task.overrides)
 
     def cancelled_outcome(self) -> Outcome:

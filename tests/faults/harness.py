@@ -57,7 +57,7 @@ from typing import Any
 
 import psycopg
 
-from tests.processes.helpers import Database, others_in_transaction, process_state
+from tests.processes.helpers import Database, group_pids, others_in_transaction, process_state
 
 ROOT = Path(__file__).resolve().parents[2]
 ROADIE = Path(sys.executable).parent / "roadie"
@@ -197,6 +197,7 @@ class _Slot:
         self.popen: subprocess.Popen[bytes] | None = None
         self.log_paths: list[Path] = []
         self.stopped = False  # SIGSTOPped by the test: not restarted, not waited for
+        self.ended: int | None = None  # the pid whose death was handled (its group killed)
 
 
 class Supervisor:
@@ -286,7 +287,10 @@ class Supervisor:
                 for slot in self.slots:
                     if slot.popen is None or slot.stopped or slot.popen.poll() is None:
                         continue
+                    if slot.ended == slot.popen.pid:
+                        continue  # dead, handled, not restarted
                     _reap_group(slot.popen.pid)  # a dead leader's forked children go too
+                    slot.ended = slot.popen.pid
                     if self.restart:
                         self.restarts += 1
                         self._spawn(slot)
@@ -301,9 +305,12 @@ class Supervisor:
             for slot in self.slots:
                 if slot.popen is None:
                     continue
+                if slot.popen.poll() is not None and slot.ended == slot.popen.pid:
+                    continue  # its group was killed when it died; the id may be reused since
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(slot.popen.pid, signal.SIGCONT)
                 _reap_group(slot.popen.pid)
+                slot.ended = slot.popen.pid
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     slot.popen.wait(10)
         if self._db is not None:
@@ -470,7 +477,10 @@ class Supervisor:
 
 
 def _reap_group(pgid: int) -> None:
-    """SIGKILL a process group (a worker and anything it forked); gone already is fine."""
+    """SIGKILL a process group we started (a worker and anything it forked), if it still has
+    members; gone already is fine."""
+    if not group_pids(pgid):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
 

@@ -53,10 +53,15 @@ def test_f1_sigkill_storm(
     if long_form:
         count, workers, slots, every, duration, ms = 10_000, 4, 8, 2.0, 60.0, (50, 500)
     else:
-        count, workers, slots, every, duration, ms = 400, 3, 4, 1.0, 4.0, (50, 150)
+        count, workers, slots, every, duration, ms = 300, 3, 4, 1.0, 3.0, (50, 150)
     jobs = tasks.tasks["work"].enqueue_many([{"ms": ms[0], "ms_max": ms[1]} for _ in range(count)])
     sup = supervisor(workers=workers, concurrency=slots, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
     started = time.monotonic()
+    wait_until(
+        lambda: fault_db.value("SELECT count(*) FROM executions") >= slots,
+        timeout=30,
+        what="workers up and running jobs",
+    )
     kills = storm(sup, fault_db, every, duration)
     recovered = sup.wait_recovered(timeout=LEASE + SWEEP + 30)
     work = count * (ms[0] + ms[1]) / 2 / 1000 / (workers * slots)
@@ -83,9 +88,8 @@ def test_f1_sigkill_storm(
         f"{report.lease_lost_lines} given up"
     )
     bound = LEASE + SWEEP + 10  # FAULTS.md: lease + sweep + 5 s; 5 s more for a loaded machine
-    assert recovered and max(recovered) <= bound, (
-        f"jobs runnable again within {bound}s: {recovered}"
-    )
+    assert recovered, f"some kill hit a worker running jobs: {sup.kills}"
+    assert max(recovered) <= bound, f"jobs runnable again within {bound}s: {recovered}"
     figures.record(
         jobs=count,
         workers=workers,
@@ -178,7 +182,7 @@ def test_f9_poison_job_fails_after_three_lost_attempts(
 ) -> None:
     """A job that kills its worker on every attempt, among normal jobs: it fails (`lost`) after
     3 lost attempts, never requeued again, and every other job completes."""
-    count = 5_000 if long_form else 200
+    count = 5_000 if long_form else 100
     normal = tasks.tasks["work"].enqueue_many([{"ms": 10, "ms_max": 50} for _ in range(count)])
     poison = tasks.tasks["poison"].enqueue()
     lease = 1.0  # three leases to wait out: a short one keeps the short form short

@@ -84,14 +84,16 @@ def test_f7_latency_blackhole_heal(
     proxy: Proxy,
     fault_db: FaultDatabase,
     tasks: App,
-    sampler: Sampler,
     figures: Figures,
     long_form: bool,
     tmp_path: Path,
 ) -> None:
     """Latency, then a blackhole for 1.5 x lease, then heal: the workers give their jobs up
     before the leases run out, no completion is applied after that, the jobs are runnable
-    again within lease + sweep of the heal, I1-I6."""
+    again within lease + sweep of the heal, I1-I6 (I4 and I7 checked after the heal, not
+    sampled: with every worker cut off no reaper runs, and the server sees each completion
+    transaction whose COMMIT the blackhole holds as idle in transaction until the heal; its
+    cure is server-side, idle_in_transaction_session_timeout)."""
     if long_form:
         lease, delay, delay_for, count, workers = 30.0, 1.0, 30.0, 5_000, 4
     else:
@@ -143,9 +145,7 @@ def test_f7_latency_blackhole_heal(
             "the blackholed attempts runnable again",
         )
         recovered = time.monotonic() - healed
-        report = check_invariants(
-            fault_db, ids, timeout=300 if long_form else 60, supervisor=sup, sampler=sampler
-        )
+        report = check_invariants(fault_db, ids, timeout=300 if long_form else 60, supervisor=sup)
     finally:
         sup.close()
         print(sup.logs()[-20000:])

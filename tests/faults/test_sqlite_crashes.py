@@ -49,7 +49,7 @@ def test_f20_sqlite_kills_mid_transaction_and_reconnects(
     if long_form:
         count, duration, chance, ms = 20_000, 60.0, 0.002, (0, 5)
     else:
-        count, duration, chance, ms = 300, 5.0, 0.03, (10, 40)
+        count, duration, chance, ms = 250, 4.0, 0.03, (10, 40)
     jobs = tasks.tasks["work"].enqueue_many([{"ms": ms[0], "ms_max": ms[1]} for _ in range(count)])
     failpoints = tmp_path / "failpoints.log"
     sup = supervisor(

@@ -25,6 +25,7 @@ from tests.faults.harness import (
     Supervisor,
     check_invariants,
 )
+from tests.helpers import wait_until
 
 LEASE = 2.0
 SWEEP = 0.5
@@ -61,6 +62,11 @@ def test_f15_tree_storm(
     failing = tree.enqueue(children=3, ms=20, ms_max=80, fail=1)
     sup = supervisor(workers=3, concurrency=4, lease=f"{LEASE:g}s", sweep=f"{SWEEP:g}s")
 
+    wait_until(
+        lambda: fault_db.value("SELECT count(*) FROM executions") >= 4,
+        timeout=30,
+        what="workers up and running the tree",
+    )
     end = time.monotonic() + duration
     kills = 0
     while time.monotonic() < end and fault_db.open_count():
