@@ -53,6 +53,7 @@ ALERT_SPIKE_MIN_FINISHED = 5  # ... with at least this many jobs finished in the
 ALERT_SPIKE_RATE = 0.2  # a failure rate this high is a spike whatever came before
 ALERT_SPIKE_FACTOR = 3.0  # ... as is one this many times the rest of the window's
 ALERT_SPIKE_FLOOR = 0.05  # ... if it is at least this high
+ALERT_SNAPSHOT_AGE = 300.0  # a PostgreSQL transaction holding its snapshot longer than this
 
 
 @dataclass(frozen=True)
@@ -572,7 +573,9 @@ class Admin:
           finished (and 25 % more), they still sit pending, and the last 15 minutes grew too;
         - failures: over the last 15 minutes, of at least 5 jobs finished, 20 % or more failed,
           or at least 5 % and 3 times the rate of the rest of the window;
-        - stuck: running jobs far past their task's usual duration, their timeout or lease.
+        - stuck: running jobs far past their task's usual duration, their timeout or lease;
+        - snapshot (PostgreSQL, not per queue): a transaction of any client has held its snapshot
+          for over 5 minutes, so dead job rows pile up and claims slow down.
 
         `timeline` is `self.timeline()`'s answer if the caller already has it.
         """
@@ -657,7 +660,19 @@ class Admin:
                     tuple(job.id for job in jobs),
                 )
             )
-        order = {"stuck": 0, "failures": 1, "backlog": 2, "growing": 3}
+        snapshot = self.backend.oldest_snapshot()
+        if snapshot and snapshot["seconds"] > ALERT_SNAPSHOT_AGE:
+            who = snapshot["application_name"] or "no application name"
+            alerts.append(
+                Alert(
+                    "snapshot",
+                    "",
+                    f"a transaction (pid {snapshot['pid']}, {who}, {snapshot['state']}) has held "
+                    f"its snapshot for {span(snapshot['seconds'])}: dead job rows cannot be "
+                    "removed meanwhile, and claims slow down",
+                )
+            )
+        order = {"stuck": 0, "snapshot": 1, "failures": 2, "backlog": 3, "growing": 4}
         return sorted(alerts, key=lambda alert: (order[alert.kind], alert.queue))
 
     def failures(
@@ -728,8 +743,9 @@ class Alert:
     """Something on a queue an administrator should look at now.
 
     `kind`: "backlog" (a due job has waited too long), "growing" (more jobs arrive than finish),
-    "failures" (the failure rate spikes) or "stuck" (running jobs that look stuck: far past their
-    task's usual duration, their timeout or their lease)."""
+    "failures" (the failure rate spikes), "stuck" (running jobs that look stuck: far past their
+    task's usual duration, their timeout or their lease) or "snapshot" (a PostgreSQL transaction
+    has held its snapshot for minutes; `queue` is empty: it concerns the whole database)."""
 
     kind: str
     queue: str

@@ -86,6 +86,7 @@ QUERY_NAMES = frozenset(
         "audit_insert",
         "audit_list",
         "clock_now",
+        "oldest_snapshot",
         "stats_depth",
         "stats_finished",
         "stats_retries",
@@ -298,6 +299,7 @@ class Backend(Protocol):
     ) -> list[AuditEntry]: ...
 
     def clock_now(self) -> datetime: ...
+    def oldest_snapshot(self) -> dict[str, Any] | None: ...
     def stats_depth(self, queue: str | None) -> list[dict[str, Any]]: ...
     def stats_finished(
         self, since: datetime, queue: str | None, by_queue: bool
@@ -374,8 +376,7 @@ def row_to_job(
             "review_note": row["review_note"],
             "reviewed_at": None if reviewed_at is None else to_time(reviewed_at),
             "args_history": [
-                {**record, "replaced_at": to_time(record.get("replaced_at"))}
-                for record in history
+                {**record, "replaced_at": to_time(record.get("replaced_at"))} for record in history
             ],
         }
     )
@@ -635,6 +636,16 @@ class SQLBackend:
             for row in self._read("rollup_totals", queue=queue)
         ]
 
+    def oldest_snapshot(self) -> dict[str, Any] | None:
+        """The transaction holding a snapshot longest (seconds, pid, application_name, state),
+        or None; always None on SQLite."""
+        rows = self._read("oldest_snapshot")
+        return (
+            {key: rows[0][key] for key in ("seconds", "pid", "application_name", "state")}
+            if rows
+            else None
+        )
+
     def rollup_list(
         self, since: datetime, until: datetime, queue: str | None, task: str | None
     ) -> list[dict[str, Any]]:
@@ -718,9 +729,7 @@ class SQLBackend:
         with self._atomic() as run:
             return complete(run)
 
-    def job_complete_many(
-        self, worker_id: str, done: Sequence[Completion]
-    ) -> set[tuple[int, int]]:
+    def job_complete_many(self, worker_id: str, done: Sequence[Completion]) -> set[tuple[int, int]]:
         """Record the results of many jobs of one worker in one statement, each fenced as in
         `job_complete`; returns the (id, attempt) of those completed (a missing one lost its
         lease). For jobs that spawned no children. Children (and callbacks) tell their parents
