@@ -25,7 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
+import roadie.admin
 from roadie import App
 from tests.faults import netfaults
 from tests.faults.dbworkload import APP
@@ -101,10 +103,13 @@ def test_f18_long_snapshot_under_steady_load(
     supervisor: Callable[..., Supervisor],
     figures: Figures,
     long_form: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A REPEATABLE READ transaction held open while jobs arrive steadily: claims continue
-    throughout, roadie's own transactions stay under 5 s, every job completes once."""
+    throughout, roadie's own transactions stay under 5 s, every job completes once, and the
+    "old snapshot" alert fires while it is held (its 5 minutes lowered to half the hold)."""
     rate, lead, hold, tail = (200, 20.0, 120.0, 20.0) if long_form else (100, 2.0, 4.0, 2.0)
+    monkeypatch.setattr(roadie.admin, "ALERT_SNAPSHOT_AGE", hold / 2)
     sup = supervisor(workers=2, concurrency=4, lease="2s", sweep="0.5s", app=APP)
     own = RoadieTransactions(fault_db.url, limit=I7_LIMIT).start()
     feeder = SteadyEnqueuer(tasks, rate).start()
@@ -121,9 +126,11 @@ def test_f18_long_snapshot_under_steady_load(
             "SELECT max(age(backend_xmin)) FROM pg_stat_activity"
             " WHERE application_name = 'faults-snapshot'"
         )
+        alerted = [a.message for a in tasks.admin.alerts() if a.kind == "snapshot"]
         holder.execute("COMMIT")
         ended = fault_db.value("SELECT now()")
         time.sleep(tail)
+        alerted_after = [a.message for a in tasks.admin.alerts() if a.kind == "snapshot"]
     finally:
         ids = feeder.stop()
         holder.close()
@@ -142,8 +149,11 @@ def test_f18_long_snapshot_under_steady_load(
         xmin_age_at_release=xmin_age,
         roadie_oldest_transaction_s=round(own.oldest, 3),
         extra_executions=report.extra_executions,
+        snapshot_alert=alerted,
     )
     print(f"F18: before {before}, during {during}, after {after}; oldest {own.oldest:.3f}s")
+    assert len(alerted) == 1 and "faults-snapshot" in alerted[0], "the old-snapshot alert"
+    assert not alerted_after, "the alert outlived the snapshot"
     assert pinned is not None
     assert completed_during > 0 and during["jobs"] > 0, "no claims while the snapshot was held"
     assert not own.violations, f"I7: roadie transactions older than {I7_LIMIT}s: {own.violations}"
