@@ -33,7 +33,8 @@ def faults_of(figures: dict[str, Any]) -> str:
     if figures.get("cut_s"):
         return f"host cut off {figures['cut_s']:g} s"
     if figures.get("skews"):
-        return "clock skew " + ", ".join(str(skew) for skew in figures["skews"])
+        skews = figures["skews"]
+        return "clocks " + ", ".join(f"{seconds:+g} s" for seconds in dict(skews).values())
     if figures.get("hold_s"):
         return f"snapshot held {figures['hold_s']:g} s"
     if figures.get("old_jobs"):
