@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from hypothesis import strategies as st
+
 T = TypeVar("T")
 
 
@@ -57,3 +59,29 @@ def wait_until(
                 f"timed out after {timeout}s waiting for {what or predicate}{extra}"
             )
         time.sleep(interval)
+
+
+# JSON values for property tests of arguments (B5): text with NUL, RTL marks, quotes and SQL,
+# integers far past 64 bits, finite floats, nested lists and objects.
+json_text = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(
+        ["\x00", "a\x00b", "😀", "é", "\u202e", "\\u0000", '"', "'; DROP TABLE roadie_jobs;--"]
+    ),
+)
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.integers(min_value=2**63, max_value=2**256),
+        st.integers(min_value=-(2**256), max_value=-(2**63) - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        json_text,
+    ),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=4)
+    ),
+    max_leaves=20,
+)
+json_args = st.dictionaries(json_text, json_values, max_size=5)

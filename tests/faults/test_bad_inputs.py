@@ -37,7 +37,7 @@ from roadie.backends.base import SCHEMA
 from roadie.config import QUEUE_NAME, TASK_NAME
 from roadie.web import create_app
 from roadie.worker import Worker
-from tests.helpers import wait_until
+from tests.helpers import json_args, wait_until
 from tests.processes.helpers import Database
 
 if TYPE_CHECKING:  # `roadie enqueue` imports this module: it stays light
@@ -541,26 +541,6 @@ def test_b4_hostile_names_stored_by_sql_are_escaped_on_every_page(
 
 # -- B5 awkward but valid JSON: exact round trip through a real worker, or refused ------------
 
-json_text = st.one_of(
-    st.text(max_size=12),
-    st.sampled_from(["\x00", "a\x00b", "\u202e", "😀", "\\u0000", '"', "'; DROP TABLE x;--"]),
-)
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(),
-        st.integers(min_value=2**63, max_value=2**256),
-        st.integers(min_value=-(2**256), max_value=-(2**63) - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        json_text,
-    ),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=4)
-    ),
-    max_leaves=25,
-)
-json_args = st.dictionaries(json_text, json_values, max_size=5)
 
 
 def same(a: Any, b: Any) -> bool:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from roadie import App, DatabaseUnavailable, InvalidInput, RoadieError, Task, UnknownTask
 from roadie.backends.base import SCHEMA
 from roadie.config import _DURATION, QUEUE_NAME
+from tests.helpers import json_args
 
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/roadie"
 FIXTURE_SETTINGS = settings(
@@ -490,28 +491,6 @@ def test_unreachable_postgresql() -> None:
 
 # -- JSON round trip ---------------------------------------------------------------------------
 
-json_text = st.one_of(
-    st.text(max_size=20),
-    st.sampled_from(
-        ["\x00", "a\x00b", "😀", "é", "\u202e", "\\u0000", '"', "'; DROP TABLE roadie_jobs;--"]
-    ),
-)
-json_values = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(),
-        st.integers(min_value=2**63, max_value=2**200),
-        st.integers(min_value=-(2**200), max_value=-(2**63) - 1),
-        st.floats(allow_nan=False, allow_infinity=False),
-        json_text,
-    ),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=4)
-    ),
-    max_leaves=20,
-)
-json_args = st.dictionaries(json_text, json_values, max_size=5)
 
 
 def same(a: Any, b: Any) -> bool:
