@@ -23,7 +23,6 @@ and bench/results/all-latest.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -44,9 +43,9 @@ import history  # noqa: E402
 import throughput  # noqa: E402
 from throughput import (  # noqa: E402
     DEFAULT_POSTGRES_URL,
-    RESULTS,
     console,
     machine,
+    save_document,
     source_version,
     warn_if_busy,
 )
@@ -293,13 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "table_markdown": markdown,
             "results": results,
         }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"all-{stamp}.json"
-        path.write_text(json.dumps(document, indent=2, default=str) + "\n")
-        latest = RESULTS / "all-latest.json"
-        tmp = latest.with_suffix(".tmp")
-        tmp.write_text(path.read_text())
-        tmp.replace(latest)
+        path, latest = save_document("all", stamp, document)
         console.print(
             f"wrote {path.relative_to(HERE.parent)} and {latest.relative_to(HERE.parent)}"
         )

@@ -508,6 +508,19 @@ def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) ->
     console.print(table)
 
 
+def save_document(name: str, stamp: str, document: dict[str, Any]) -> tuple[Path, Path]:
+    """Write `bench/results/<name>-<stamp>.json` and replace `<name>-latest.json` with a copy
+    (through a temporary file, so a reader never sees half of it); returns both paths."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    latest = RESULTS / f"{name}-latest.json"
+    tmp = latest.with_suffix(".tmp")
+    tmp.write_text(path.read_text())
+    tmp.replace(latest)
+    return path, latest
+
+
 def save(results: dict[str, dict[str, Any]], stamp: str) -> list[Path]:
     RESULTS.mkdir(exist_ok=True)
     written = []

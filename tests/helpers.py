@@ -85,3 +85,16 @@ json_values = st.recursive(
     max_leaves=20,
 )
 json_args = st.dictionaries(json_text, json_values, max_size=5)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return a.hex() == b.hex()
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    return a == b

@@ -54,7 +54,6 @@ import roadie_app  # noqa: E402
 import stamps  # noqa: E402
 from throughput import (  # noqa: E402
     DEFAULT_POSTGRES_URL,
-    RESULTS,
     PostgresTarget,
     SQLiteTarget,
     Target,
@@ -62,6 +61,7 @@ from throughput import (  # noqa: E402
     machine,
     problems_in,
     roadie_command,
+    save_document,
     source_version,
     warn_if_busy,
 )
@@ -450,13 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             "table_markdown": markdown,
             "results": results,
         }
-        RESULTS.mkdir(exist_ok=True)
-        path = RESULTS / f"peers-{stamp}.json"
-        path.write_text(json.dumps(document, indent=2, default=str) + "\n")
-        latest = RESULTS / "peers-latest.json"
-        tmp = latest.with_suffix(".tmp")
-        tmp.write_text(path.read_text())
-        tmp.replace(latest)
+        path, latest = save_document("peers", stamp, document)
         console.print(
             f"wrote {path.relative_to(BENCH.parent)} and {latest.relative_to(BENCH.parent)}"
         )

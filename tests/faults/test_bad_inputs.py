@@ -37,7 +37,7 @@ from roadie.backends.base import SCHEMA
 from roadie.config import QUEUE_NAME, TASK_NAME
 from roadie.web import create_app
 from roadie.worker import Worker
-from tests.helpers import json_args, wait_until
+from tests.helpers import json_args, same, wait_until
 from tests.processes.helpers import Database
 
 if TYPE_CHECKING:  # `roadie enqueue` imports this module: it stays light
@@ -540,20 +540,6 @@ def test_b4_hostile_names_stored_by_sql_are_escaped_on_every_page(
 
 
 # -- B5 awkward but valid JSON: exact round trip through a real worker, or refused ------------
-
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return a.hex() == b.hex()
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    return a == b
 
 
 def nested(depth: int) -> Any:

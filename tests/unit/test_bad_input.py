@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from roadie import App, DatabaseUnavailable, InvalidInput, RoadieError, Task, UnknownTask
 from roadie.backends.base import SCHEMA
 from roadie.config import _DURATION, QUEUE_NAME
-from tests.helpers import json_args
+from tests.helpers import json_args, same
 
 UNREACHABLE_PG = "postgresql://postgres@127.0.0.1:1/roadie"
 FIXTURE_SETTINGS = settings(
@@ -490,20 +490,6 @@ def test_unreachable_postgresql() -> None:
 
 
 # -- JSON round trip ---------------------------------------------------------------------------
-
-
-
-def same(a: Any, b: Any) -> bool:
-    """Equal and of the same types all the way down (1 is not 1.0, -0.0 is not 0.0)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return a.hex() == b.hex()
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    return a == b
 
 
 @FIXTURE_SETTINGS
