@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+from collections.abc import Callable
 
 __all__ = ["failpoint", "parse"]
 
@@ -31,7 +32,9 @@ def parse(text: str) -> dict[str, float]:
         try:
             probability = float(chance) if chance else 1.0
         except ValueError:
-            raise ValueError(f"bad ROADIE_FAILPOINTS entry {item!r}: want name[=probability]") from None
+            raise ValueError(
+                f"bad ROADIE_FAILPOINTS entry {item!r}: want name[=probability]"
+            ) from None
         points[name.strip()] = probability
     return points
 
@@ -40,15 +43,17 @@ _ACTIVE = parse(os.environ.get("ROADIE_FAILPOINTS", ""))
 _LOG = os.environ.get("ROADIE_FAILPOINT_LOG")
 
 
-def failpoint(name: str, detail: str = "") -> None:
-    """Die here (SIGKILL, no cleanup) if the failpoint `name` is switched on and its dice say so."""
+def failpoint(name: str, detail: Callable[[], str] = str) -> None:
+    """Die here (SIGKILL, no cleanup) if the failpoint `name` is switched on and its dice say so.
+
+    `detail` makes the log line's text only then: the hot paths that call this pay nothing."""
     probability = _ACTIVE.get(name)
     if probability is None or random.random() >= probability:
         return
     if _LOG:
         fd = os.open(_LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, f"{name} {detail}\n".encode())
+            os.write(fd, f"{name} {detail()}\n".encode())
             os.fsync(fd)
         finally:
             os.close(fd)

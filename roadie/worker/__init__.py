@@ -373,7 +373,10 @@ class Worker:
         if outcome.decision is None:
             assert outcome.result_json is not None
             children, rules = ctx.spawned, execution.task.rules if execution.task else None
-            where = f"{fence.job_id}:{fence.attempt}"
+
+            def where() -> str:
+                return f"{fence.job_id}:{fence.attempt}"
+
             if tx is None:
                 done = self.backend.job_complete(fence, outcome.result_json, None, children, rules)
                 failpoint("complete.after_commit", where)

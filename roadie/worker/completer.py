@@ -137,7 +137,10 @@ class Completer:
                     failure: DatabaseUnavailable | None = exc
                 else:
                     failure = None
-                    failpoint("complete.after_commit", " ".join(f"{i}:{a}" for i, a in done))
+                    failpoint(
+                        "complete.after_commit",
+                        lambda done=done: " ".join(f"{i}:{a}" for i, a in done),
+                    )
                     for execution, _ in pending:
                         execution.settled = True
                         if (execution.job.id, execution.job.attempt) not in done:

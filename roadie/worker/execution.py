@@ -88,7 +88,6 @@ class Execution:
             self.deadline = time.monotonic() + self.job.timeout
             self.ctx._deadline = self.deadline
 
-
     def cancel(self) -> None:
         """Tell the handler to stop: ctx.cancelled turns true; an async task is cancelled."""
         self.ctx.cancel()
