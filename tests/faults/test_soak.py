@@ -29,6 +29,7 @@ import pytest
 
 import roadie.admin
 from roadie import App
+from roadie.backends import open_backend
 from tests.faults import netfaults
 from tests.faults.dbworkload import APP
 from tests.faults.harness import FaultDatabase, Figures, Supervisor, check_invariants, percentile
@@ -159,6 +160,45 @@ def test_f18_long_snapshot_under_steady_load(
     assert not own.violations, f"I7: roadie transactions older than {I7_LIMIT}s: {own.violations}"
     assert xmin_age is not None and xmin_age > 0  # the snapshot really pinned the horizon
     assert sup.restarts == 0
+
+
+def test_f18_a_listener_never_looks_like_an_old_transaction(db_url: str) -> None:
+    """The server process of a `LISTEN` connection reads each notification in a brief
+    transaction stamped with the connection's last statement's start: a listener that only
+    waits looked like a transaction open since its `LISTEN` (I7 failed in 2 of 5 long F18 runs,
+    and roadie's old-snapshot alert could fire on its own workers). The backend refreshes its
+    listener every second; under a stream of notifications no sample may show it older."""
+    backend = open_backend(db_url)
+    sampler = psycopg.connect(db_url, autocommit=True)
+    stop = threading.Event()
+
+    def listen() -> None:
+        while not stop.is_set():
+            backend.wait_for_jobs(["default"], timeout=0.1)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    try:
+        wait_until(lambda: backend._listener is not None, timeout=10, what="the listener")
+        pid = backend._listener.info.backend_pid  # type: ignore[union-attr]
+        ages = []
+        deadline = time.monotonic() + 5.0  # the LISTEN grows 5 s old meanwhile
+        while time.monotonic() < deadline:
+            sampler.execute("SELECT pg_notify('roadie_jobs', 'elsewhere')")
+            row = sampler.execute(
+                "SELECT extract(epoch FROM now() - xact_start)::float8 FROM pg_stat_activity"
+                " WHERE pid = %s AND xact_start IS NOT NULL",
+                (pid,),
+            ).fetchone()
+            if row is not None:
+                ages.append(row[0])
+    finally:
+        stop.set()
+        listener.join(5)
+        sampler.close()
+        backend.close()
+    assert ages, "no notification was ever caught being read: the probe saw nothing"
+    assert max(ages) < 2.5, f"the listener looked like a transaction {max(ages):.1f} s old"
 
 
 def _insert_old_jobs(db: FaultDatabase, count: int) -> None:

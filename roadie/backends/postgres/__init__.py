@@ -9,6 +9,7 @@ is one statement and one round trip.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from roadie.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
 
 QUERIES = load_queries(__name__)
 CONNECT_TIMEOUT_SECONDS = 5
+LISTENER_REFRESH_SECONDS = 1.0  # see wait_for_jobs
 MIGRATION_LOCK_KEY = 0x726F616469650001  # "roadie" + 1: one advisory lock for all migrations
 CONNECTION_OPTIONS = {"application_name": "roadie", "options": "-c timezone=UTC"}
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
@@ -59,6 +61,7 @@ class PostgresBackend(SQLBackend):
         self._opened = False
         self._open_lock = threading.Lock()
         self._listener: psycopg.Connection | None = None
+        self._listener_refreshed = 0.0
 
     # -- the dialect's forms (psycopg decodes json and timestamptz itself) --------------------
 
@@ -206,11 +209,22 @@ class PostgresBackend(SQLBackend):
         )
 
     def wait_for_jobs(self, queues: Sequence[str], timeout: float) -> bool:
-        """Block until NOTIFY says a due job arrived in one of `queues`, or the timeout."""
+        """Block until NOTIFY says a due job arrived in one of `queues`, or the timeout.
+
+        The listening server process reads each notification inside a brief transaction, and
+        PostgreSQL stamps that transaction's start (`xact_start`) with the time of the
+        connection's last statement: without one, every listener looks like a transaction open
+        since its `LISTEN` to pg_stat_activity, to roadie's own old-snapshot alert and to any
+        monitor. A trivial statement every second keeps that stamp fresh, and finds a dead
+        listening connection that waiting alone would never notice."""
         try:
             if self._listener is None or self._listener.closed:
                 self._listener = self._connect(autocommit=True)
                 self._listener.execute("LISTEN roadie_jobs")
+                self._listener_refreshed = time.monotonic()
+            elif time.monotonic() - self._listener_refreshed >= LISTENER_REFRESH_SECONDS:
+                self._listener.execute("SELECT 1")
+                self._listener_refreshed = time.monotonic()
             for notice in self._listener.notifies(timeout=timeout, stop_after=64):
                 if notice.payload in queues:
                     return True
