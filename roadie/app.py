@@ -136,7 +136,7 @@ class Task:
                 new_jobs.append(self.app.new_job(self, dict(args), self.overrides))
             else:
                 args_json = encode_args(dict(args), self.app.max_args_bytes)
-                new_jobs.append(replace(new_jobs[0], args_json=args_json))
+                new_jobs.append(new_jobs[0].with_args(args_json))
         return self.app.insert(new_jobs) if new_jobs else []
 
     def __call__(self, ctx: Any, **args: Any) -> Any:

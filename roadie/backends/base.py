@@ -46,11 +46,13 @@ SCHEMA = {
 }
 
 PERCENTILES = ("p50", "p95", "p99")
+BULK_INSERT_MIN = 32  # jobs: a smaller batch goes through the one-statement insert
 CALLBACK_MAX_ATTEMPTS = 20  # a callback job's allowance (its own task's settings live in code)
 
 QUERY_NAMES = frozenset(
     {
         "job_insert",
+        "job_insert_bulk",
         "job_get",
         "job_get_by_idempotency_key",
         "job_get_by_callback_key",
@@ -111,17 +113,18 @@ class Migration:
     sql: str
 
 
-def load_queries(package: str) -> dict[str, str]:
-    """Every `queries/*.sql` of a dialect; refuses a dialect that lacks or adds a name."""
+def load_queries(package: str, own: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Every `queries/*.sql` of a dialect; refuses a dialect that lacks a name, or adds one
+    that is not among its `own` (statements only its way of doing something needs)."""
     folder = resources.files(package).joinpath("queries")
     queries = {
         entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8")
         for entry in folder.iterdir()
         if entry.name.endswith(".sql")
     }
-    if set(queries) != QUERY_NAMES:
-        missing = sorted(QUERY_NAMES - set(queries))
-        extra = sorted(set(queries) - QUERY_NAMES)
+    if set(queries) != QUERY_NAMES | own:
+        missing = sorted((QUERY_NAMES | own) - set(queries))
+        extra = sorted(set(queries) - QUERY_NAMES - own)
         raise RuntimeError(f"{package}: queries missing {missing}, unexpected {extra}")
     return queries
 
@@ -382,30 +385,35 @@ def row_to_job(
     )
 
 
-def inserted_job(new: NewJob, row: Mapping[str, Any], to_time: Callable[[Any], Any]) -> Job:
-    """The snapshot of a job just inserted, from what was inserted and the few columns the
-    database chose (`job_insert` returns id, created_at and run_at): no row to read back."""
+_JUST_INSERTED = {  # what every job is the moment it is inserted
+    "state": "pending",
+    "attempt": 0,
+    "started_at": None,
+    "finished_at": None,
+    "result": None,
+    "error": None,
+    "failure": None,
+    "progress": None,
+    "locked_by": None,
+    "lock_expires_at": None,
+}
+
+
+def inserted_job(new: NewJob, job_id: int, created_at: datetime, run_at: datetime) -> Job:
+    """The snapshot of a job just inserted, from what was inserted and the few values the
+    database chose (its id, created_at and run_at): no row to read back."""
     return Job.from_fields(
         {
-            "id": row["id"],
+            **_JUST_INSERTED,
+            "id": job_id,
             "queue": new.queue,
             "task": new.task,
             "args": {} if new.args_json == "{}" else json.loads(new.args_json),
             "priority": new.priority,
-            "state": "pending",
-            "attempt": 0,
             "max_attempts": new.max_attempts,
-            "created_at": to_time(row["created_at"]),
-            "run_at": to_time(row["run_at"]),
-            "started_at": None,
-            "finished_at": None,
-            "result": None,
-            "error": None,
-            "failure": None,
-            "progress": None,
+            "created_at": created_at,
+            "run_at": run_at,
             "parent_id": new.parent_id,
-            "locked_by": None,
-            "lock_expires_at": None,
             "idempotency_key": new.idempotency_key,
             "timeout": new.timeout,
         }
@@ -426,21 +434,37 @@ def order_inserted(
     rows = sorted(rows, key=lambda row: row["id"])
     keyed = {row["idempotency_key"]: row for row in rows if row["idempotency_key"] is not None}
     unkeyed = iter([row for row in rows if row["idempotency_key"] is None])
+    times: dict[Any, Any] = {}  # a batch shares its created_at (and mostly its run_at)
+
+    def time_of(value: Any) -> Any:
+        if value not in times:
+            times[value] = to_time(value)
+        return times[value]
+
+    def inserted(new: NewJob, row: Mapping[str, Any]) -> Job:
+        return inserted_job(new, row["id"], time_of(row["created_at"]), time_of(row["run_at"]))
+
     by_key: dict[str, Job] = {}
     result = []
     for new in jobs:
         key = new.idempotency_key
         if key is None:
-            result.append(inserted_job(new, next(unkeyed), to_time))
+            result.append(inserted(new, next(unkeyed)))
             continue
         if key not in by_key and key in keyed:
-            by_key[key] = inserted_job(new, keyed[key], to_time)
+            by_key[key] = inserted(new, keyed[key])
         job = by_key.get(key) or existing(key)
         if job is None:
             raise RuntimeError(f"job with idempotency key {new.idempotency_key!r} vanished")
         by_key[new.idempotency_key] = job
         result.append(job)
     return result
+
+
+def is_bulk(jobs: Sequence[NewJob]) -> bool:
+    """A batch worth the dialect's bulk insert: big enough to repay its extra round trip
+    (PostgreSQL) and without idempotency keys, which only the one-statement insert resolves."""
+    return len(jobs) >= BULK_INSERT_MIN and all(job.idempotency_key is None for job in jobs)
 
 
 def encode_batch(jobs: Sequence[NewJob], encode_time: Callable[[datetime], Any]) -> str:
@@ -482,6 +506,11 @@ class SQLBackend:
         raise NotImplementedError
 
     def _writing(self) -> AbstractContextManager[Runner]:
+        raise NotImplementedError
+
+    def _insert_bulk(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert a big batch without idempotency keys, all or nothing, in input order: the
+        dialect's fastest way (`enqueue_many`)."""
         raise NotImplementedError
 
     def _atomic(self) -> AbstractContextManager[Runner]:
@@ -532,6 +561,8 @@ class SQLBackend:
     # -- jobs --------------------------------------------------------------------------------
 
     def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if is_bulk(jobs):
+            return self._insert_bulk(jobs)
         batch = encode_batch(jobs, self._encode_time)
         with self._writing() as run:
             rows = run("job_insert", jobs=batch).fetchall()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from roadie import App, FrozenClock, InvalidInput, Job
+from roadie.backends.base import BULK_INSERT_MIN
 from tests.helpers import run_together
 
 JOB_KEYS = {
@@ -148,6 +149,48 @@ def test_enqueue_many_keeps_input_order_and_is_all_or_nothing(app: App) -> None:
         thumb.enqueue_many([{"n": 1}, {"n": datetime.now()}])
     assert len(app.admin.list_jobs(limit=10_000)) == 2500
     assert thumb.enqueue_many([]) == []
+
+
+@pytest.mark.parametrize("options", [{}, {"delay": "90s", "priority": 4}, {"run_at": "later"}])
+def test_a_bulk_batch_stores_and_returns_what_single_enqueues_do(
+    frozen_app: App, clock: FrozenClock, options: dict
+) -> None:
+    """enqueue_many of BULK_INSERT_MIN or more jobs takes the dialect's bulk insert (COPY on
+    PostgreSQL): each returned snapshot must be exactly the stored row, arguments to the right
+    id, times on the database's (here the frozen) clock, as the one-statement insert does."""
+    if options.get("run_at") == "later":
+        options = {"run_at": clock.now() + timedelta(hours=2)}
+
+    @frozen_app.task(queue="content")
+    def thumb(ctx, n: int, name: str) -> None: ...
+
+    handle = thumb.options(**options)
+    args = [
+        {"n": i, "name": f'tab\t, back\\slash, quote " and ü {i}'}
+        for i in range(BULK_INSERT_MIN + 5)
+    ]
+    jobs = handle.enqueue_many(args)
+    single = handle.enqueue(n=-1, name="single")
+    assert [job.args for job in jobs] == args
+    assert [frozen_app.get_job(job.id) for job in jobs] == [
+        replace(job, children=[]) for job in jobs
+    ]
+    assert {(j.created_at, j.run_at, j.priority) for j in jobs} == {
+        (single.created_at, single.run_at, single.priority)
+    }
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs) and jobs[-1].id < single.id
+
+
+def test_a_bulk_batch_wakes_listening_workers_on_postgres(pg_url: str) -> None:
+    """COPY fires the insert trigger that sends NOTIFY, as an INSERT does."""
+    with App(pg_url) as app:
+
+        @app.task(queue="content")
+        def thumb(ctx, n: int) -> None: ...
+
+        assert not app.backend.wait_for_jobs(["content"], timeout=0.1)  # listening from here
+        thumb.enqueue_many([{"n": i} for i in range(BULK_INSERT_MIN)])
+        assert app.backend.wait_for_jobs(["content"], timeout=5)
 
 
 def test_idempotency_key_returns_the_existing_job(app: App) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -26,15 +26,26 @@ from roadie.backends.base import (
     Runner,
     SQLBackend,
     Transaction,
+    inserted_job,
     load_migrations,
     load_queries,
 )
 from roadie.clock import Clock
 from roadie.config import shown
 from roadie.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
+from roadie.jobs import Job, NewJob
 
-QUERIES = load_queries(__name__)
+POSTGRES_ONLY = frozenset(
+    {"job_reserve_ids"}
+)  # COPY returns no ids: a bulk insert takes them first
+QUERIES = load_queries(__name__, own=POSTGRES_ONLY)
 CONNECT_TIMEOUT_SECONDS = 5
+# job_insert_bulk's columns. The arguments are already JSON text: sent as text, the server
+# reads them as json (and checks them); psycopg's json type would encode the text again.
+BULK_COLUMN_TYPES = [  # id, queue, task, args, priority, max_attempts, then:
+    *("int8", "text", "text", "text", "int4", "int4"),
+    *("timestamptz", "timestamptz", "float8", "int8"),  # created_at, run_at, timeout, parent_id
+]
 LISTENER_REFRESH_SECONDS = 1.0  # see wait_for_jobs
 MIGRATION_LOCK_KEY = 0x726F616469650001  # "roadie" + 1: one advisory lock for all migrations
 CONNECTION_OPTIONS = {"application_name": "roadie", "options": "-c timezone=UTC"}
@@ -131,6 +142,28 @@ class PostgresBackend(SQLBackend):
     def _atomic(self) -> Iterator[Runner]:
         with self._connection() as conn, conn.transaction():
             yield lambda name, **params: conn.execute(QUERIES[name], self._params(params))
+
+    def _insert_bulk(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """COPY, with ids and the time taken first: about twice the rate of one INSERT of the
+        batch. One COPY is one statement, so the batch still goes in whole or not at all."""
+        with self._connection() as conn:
+            reserved = conn.execute(
+                QUERIES["job_reserve_ids"], {"count": len(jobs), "now": self._now()}
+            ).fetchall()
+            now = reserved[0]["now"].astimezone(UTC)
+            ids = [row["id"] for row in reserved]
+            run_ats = [_run_at(job, now) for job in jobs]
+            with conn.cursor().copy(QUERIES["job_insert_bulk"]) as copy:
+                copy.set_types(BULK_COLUMN_TYPES)
+                for job_id, job, run_at in zip(ids, jobs, run_ats, strict=True):
+                    copy.write_row(
+                        (job_id, job.queue, job.task, job.args_json, job.priority,
+                         job.max_attempts, now, run_at, job.timeout, job.parent_id)
+                    )  # fmt: skip
+        return [
+            inserted_job(job, job_id, now, run_at)
+            for job_id, job, run_at in zip(ids, jobs, run_ats, strict=True)
+        ]
 
     def _run_in(self, tx: Transaction, name: str, params: dict[str, Any]) -> psycopg.Cursor:
         try:
@@ -234,6 +267,13 @@ class PostgresBackend(SQLBackend):
                 self._listener = None
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {_reason(exc)}") from None
         return False
+
+
+def _run_at(job: NewJob, now: datetime) -> datetime:
+    """When a job inserted at `now` is due, as the one-statement insert computes it."""
+    if job.run_at is not None:
+        return job.run_at.astimezone(UTC)
+    return now + timedelta(seconds=job.delay) if job.delay else now
 
 
 def check_url(url: str) -> None:
