@@ -8,6 +8,7 @@ is one statement and one round trip.
 
 from __future__ import annotations
 
+import select
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -101,13 +102,19 @@ class PostgresBackend(SQLBackend):
             raise DatabaseUnavailable(f"cannot connect to PostgreSQL: {_reason(exc)}") from None
 
     def _check_connection(self, conn: psycopg.Connection) -> None:
-        """The pool's check of a connection it hands out. One dead connection usually means
-        they all died (the server restarted, connections were killed): drop every idle one at
-        once, not one per step of the pool's retry backoff (1 s, 2 s, 4 s...), which outlasts
-        its 5 s timeout when several died together and fails a healthy database's callers."""
+        """The pool's check of a connection it hands out, without a round trip when it can:
+        an idle connection has nothing to read, and a server that ends one (restart,
+        `pg_terminate_backend`) sends an error and closes it, which makes its socket readable.
+        Only then is it pinged; one that fails is closed, so the pool replaces it rather than
+        handing it out again after a backoff. One dead connection usually means they all died:
+        drop every idle one at once, not one per step of the pool's backoff (1 s, 2 s, 4 s...),
+        which outlasts its 5 s timeout when several died together."""
+        if not _has_input(conn):
+            return
         try:
             ConnectionPool.check_connection(conn)
         except Exception:
+            conn.close()
             self._pool.check()
             raise
 
@@ -267,6 +274,15 @@ class PostgresBackend(SQLBackend):
                 self._listener = None
             raise DatabaseUnavailable(f"PostgreSQL unavailable: {_reason(exc)}") from None
         return False
+
+
+def _has_input(conn: psycopg.Connection) -> bool:
+    """Whether the server sent something to a connection no statement is waiting on."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, psycopg.OperationalError):  # closed, or no socket left
+        return True
+    return bool(readable)
 
 
 def _run_at(job: NewJob, now: datetime) -> datetime:
