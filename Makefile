@@ -59,5 +59,10 @@ bench: $(STAMP)
 bench-peers: $(STAMP)
 	$(BIN)/python bench/peers/run.py
 
+# FAULTS.md's load benchmarks L1 (scaling), L2 (latency under load), L4 (1,000,000-job backlog)
+.PHONY: bench-load
+bench-load: $(STAMP)
+	$(BIN)/python bench/load.py
+
 clean:
 	rm -rf $(VENV) roadie-demo.db* roadie-demo .pytest_cache tests/artifacts
