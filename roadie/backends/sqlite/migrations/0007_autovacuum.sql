@@ -1,0 +1,3 @@
+-- PostgreSQL's migration 0007 tunes autovacuum for roadie_jobs. SQLite has no autovacuum of
+-- dead rows (a page its deletes empty goes to the free list, and is reused), so nothing changes here:
+-- the file keeps the migration numbers of both dialects the same.
