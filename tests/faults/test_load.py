@@ -61,16 +61,16 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from roadie import App, Task
+from roadie import App
 from roadie.app import WORKER_CONNECTIONS
 from roadie.maintenance import Maintenance
 from tests.faults import netfaults
 from tests.faults.dbworkload import APP
 from tests.faults.harness import FaultDatabase, Figures, Supervisor, check_invariants
+from tests.faults.workload import Feeder
 from tests.helpers import wait_until
 
 pg_cluster = netfaults.pg_cluster  # the module's throwaway cluster (fixture)
@@ -106,36 +106,6 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield url
     with contextlib.suppress(Exception):
         cluster.drop_database(name)
-
-
-class Feeder:
-    """Enqueues `rate` jobs of `task` per second (a batch every 0.1 s, catching up if late)
-    until stopped; keeps their ids. Like test_soak's SteadyEnqueuer, for any task."""
-
-    def __init__(self, task: Task, rate: int, args: dict[str, Any] | None = None) -> None:
-        self.task = task
-        self.args = args or {}
-        self.per_batch = max(1, rate // 10)
-        self.ids: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
-
-    def start(self) -> Feeder:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            jobs = self.task.enqueue_many([self.args] * self.per_batch)
-            self.ids += [job.id for job in jobs]
-            next_at += 0.1
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join(10)
-        return self.ids
 
 
 # -- L5: connections -----------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from tests.faults import netfaults
 from tests.faults.dbworkload import APP
 from tests.faults.harness import FaultDatabase, Figures, Supervisor, check_invariants, percentile
 from tests.faults.netfaults import RoadieTransactions
+from tests.faults.workload import Feeder
 from tests.helpers import wait_until
 
 pg_cluster = netfaults.pg_cluster  # the module's throwaway cluster (fixture)
@@ -47,34 +48,6 @@ PRUNER_STATEMENTS = (  # the pruner's queries, by their leading comments (querie
     "-- Start the rollups",
     "-- The start of the oldest hour",
 )
-
-
-class SteadyEnqueuer:
-    """Enqueues `rate` short jobs per second (in batches every 0.1 s) until stopped."""
-
-    def __init__(self, tasks: App, rate: int) -> None:
-        self.task = tasks.get_task("work")
-        self.per_batch = max(1, rate // 10)
-        self.ids: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="enqueuer", daemon=True)
-
-    def start(self) -> SteadyEnqueuer:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        next_at = time.monotonic()
-        while not self._stop.is_set():
-            jobs = self.task.enqueue_many([{"ms": 2, "ms_max": 10}] * self.per_batch)
-            self.ids += [job.id for job in jobs]
-            next_at += 0.1
-            self._stop.wait(max(0.0, next_at - time.monotonic()))
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join(10)
-        return self.ids
 
 
 def _latencies(db: FaultDatabase, since: Any, until: Any) -> list[float]:
@@ -113,7 +86,7 @@ def test_f18_long_snapshot_under_steady_load(
     monkeypatch.setattr(roadie.admin, "ALERT_SNAPSHOT_AGE", hold / 2)
     sup = supervisor(workers=2, concurrency=4, lease="2s", sweep="0.5s", app=APP)
     own = RoadieTransactions(fault_db.url, limit=I7_LIMIT).start()
-    feeder = SteadyEnqueuer(tasks, rate).start()
+    feeder = Feeder(tasks.get_task("work"), rate, {"ms": 2, "ms_max": 10}).start()
     holder = psycopg.connect(fault_db.url, application_name="faults-snapshot")
     try:
         time.sleep(lead)  # steady state before the snapshot

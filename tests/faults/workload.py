@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from roadie import App, Permanent
+from roadie import App, Permanent, Task
 
 LEASE = os.environ.get("ROADIE_FAULTS_LEASE", "2s")
 MAX_ATTEMPTS = 10
@@ -240,3 +240,33 @@ def enqueue_loop(url: str, seconds: float, per_second: float) -> None:
 
 
 app = build()
+
+
+class Feeder:
+    """Enqueues `rate` jobs of `task` per second (a batch every 0.1 s, catching up if late)
+    until stopped; keeps their ids (F18's steady load, L3's and L5's)."""
+
+    def __init__(self, task: Task, rate: int, args: dict[str, Any] | None = None) -> None:
+        self.task = task
+        self.args = args or {}
+        self.per_batch = max(1, rate // 10)
+        self.ids: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="feeder", daemon=True)
+
+    def start(self) -> Feeder:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            jobs = self.task.enqueue_many([self.args] * self.per_batch)
+            self.ids += [job.id for job in jobs]
+            next_at += 0.1
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.ids
