@@ -36,9 +36,8 @@ from roadie.config import shown
 from roadie.errors import DatabaseUnavailable, InvalidInput, SchemaMissing
 from roadie.jobs import Job, NewJob
 
-POSTGRES_ONLY = frozenset(
-    {"job_reserve_ids"}
-)  # COPY returns no ids: a bulk insert takes them first
+# Statements only this dialect needs: COPY returns no ids, so a bulk insert takes them first.
+POSTGRES_ONLY = frozenset({"job_reserve_ids"})
 QUERIES = load_queries(__name__, own=POSTGRES_ONLY)
 CONNECT_TIMEOUT_SECONDS = 5
 # job_insert_bulk's columns. The arguments are already JSON text: sent as text, the server
