@@ -85,7 +85,28 @@ L2_PROCESSES = 2
 # -- the two databases ---------------------------------------------------------------------------
 
 
-class LoadSQLite(history.HistorySQLite):
+class _Polling:
+    """What both load targets ask the same way, over their kept-open `_poll` connection."""
+
+    _poll: Any = None
+
+    def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        raise NotImplementedError
+
+    def teardown(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
+            self._poll = None
+        super().teardown()
+
+    def workers_alive(self) -> int:
+        return self.scalar("SELECT count(*) FROM roadie_workers WHERE stopped_at IS NULL")
+
+    def open_jobs(self) -> int:
+        return self.scalar("SELECT count(*) FROM roadie_jobs WHERE state IN ('pending', 'running')")
+
+
+class LoadSQLite(_Polling, history.HistorySQLite):
     """SQLite: history's target (jobs after a mark) plus what the load parts ask of it."""
 
     _poll: sqlite3.Connection | None = None
@@ -96,20 +117,8 @@ class LoadSQLite(history.HistorySQLite):
             self._poll = sqlite3.connect(self.path, isolation_level=None, timeout=30)
         return self._poll.execute(sql, params).fetchone()[0]
 
-    def teardown(self) -> None:
-        if self._poll is not None:
-            self._poll.close()
-            self._poll = None
-        super().teardown()
-
     def db_now(self) -> float:
         return self.scalar("SELECT (julianday('now') - 2440587.5) * 86400.0")
-
-    def workers_alive(self) -> int:
-        return self.scalar("SELECT count(*) FROM roadie_workers WHERE stopped_at IS NULL")
-
-    def open_jobs(self) -> int:
-        return self.scalar("SELECT count(*) FROM roadie_jobs WHERE state IN ('pending', 'running')")
 
     def finished_between(self, start: float, end: float) -> int:
         return self.scalar(
@@ -167,7 +176,7 @@ class LoadSQLite(history.HistorySQLite):
         return None
 
 
-class LoadPostgres(history.HistoryPostgres):
+class LoadPostgres(_Polling, history.HistoryPostgres):
     """PostgreSQL: history's target (jobs after a mark) plus what the load parts ask of it."""
 
     _poll: psycopg.Connection | None = None
@@ -181,20 +190,8 @@ class LoadPostgres(history.HistoryPostgres):
     def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
         return self.one(sql, params)[0]
 
-    def teardown(self) -> None:
-        if self._poll is not None:
-            self._poll.close()
-            self._poll = None
-        super().teardown()
-
     def db_now(self) -> float:
         return self.scalar("SELECT extract(epoch FROM clock_timestamp())::float8")
-
-    def workers_alive(self) -> int:
-        return self.scalar("SELECT count(*) FROM roadie_workers WHERE stopped_at IS NULL")
-
-    def open_jobs(self) -> int:
-        return self.scalar("SELECT count(*) FROM roadie_jobs WHERE state IN ('pending', 'running')")
 
     def finished_between(self, start: float, end: float) -> int:
         return self.scalar(

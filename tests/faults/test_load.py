@@ -61,6 +61,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, Self
 
 import pytest
 
@@ -146,34 +147,53 @@ def local_ports(pid: int) -> set[int]:
         return set()
 
 
-class ConnectionCensus:
-    """Every `interval` s, how many roadie connections each worker process holds; each sample is
-    (phase, {pid: (group, count)}). `phase` is whatever the test set last."""
+class Sampling:
+    """A thread appending `sample(db)` to `samples` every `interval` s until stopped; what a
+    sample raises is kept in `errors` (the tests fail on any)."""
 
-    def __init__(self, url: str, groups: dict[str, Supervisor], interval: float = 0.2) -> None:
+    def __init__(self, url: str, interval: float, name: str) -> None:
         self.url = url
-        self.groups = groups
         self.interval = interval
-        self.phase = "start"
-        self.samples: list[tuple[str, dict[int, tuple[str, int]]]] = []
+        self.samples: list[Any] = []
         self.errors: list[str] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="census", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> ConnectionCensus:
+    def start(self) -> Self:
         self._thread.start()
         return self
+
+    def stop(self) -> Self:
+        self._stop.set()
+        self._thread.join(10)
+        return self
+
+    def sample(self, db: FaultDatabase) -> Any:
+        raise NotImplementedError
 
     def _run(self) -> None:
         db = FaultDatabase(self.url)
         try:
             while not self._stop.wait(self.interval):
                 try:
-                    self.samples.append((self.phase, self.count(db)))
-                except Exception as exc:  # kept for the report; the test fails on any
+                    self.samples.append(self.sample(db))
+                except Exception as exc:
                     self.errors.append(repr(exc))
         finally:
             db.close()
+
+
+class ConnectionCensus(Sampling):
+    """Every `interval` s, how many roadie connections each worker process holds; each sample is
+    (phase, {pid: (group, count)}). `phase` is whatever the test set last."""
+
+    def __init__(self, url: str, groups: dict[str, Supervisor], interval: float = 0.2) -> None:
+        super().__init__(url, interval, "census")
+        self.groups = groups
+        self.phase = "start"
+
+    def sample(self, db: FaultDatabase) -> tuple[str, dict[int, tuple[str, int]]]:
+        return self.phase, self.count(db)
 
     def count(self, db: FaultDatabase) -> dict[int, tuple[str, int]]:
         ports = {
@@ -193,11 +213,6 @@ class ConnectionCensus:
             pid: (group, sum(1 for port in connected if port in own))
             for pid, (group, own) in ports.items()
         }
-
-    def stop(self) -> ConnectionCensus:
-        self._stop.set()
-        self._thread.join(10)
-        return self
 
     def all_connected(self) -> bool:
         """Whether the last sample shows every worker process connected."""
@@ -429,35 +444,15 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-class Gauges:
+class Gauges(Sampling):
     """The soak's measures, sampled every `interval` s on a thread: a list of {measure: value}."""
 
     def __init__(self, url: str, sup: Supervisor, interval: float) -> None:
-        self.url = url
+        super().__init__(url, interval, "gauges")
         self.sup = sup
-        self.interval = interval
-        self.samples: list[dict[str, float]] = []
-        self.errors: list[str] = []
         self.started = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gauges", daemon=True)
 
-    def start(self) -> Gauges:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        db = FaultDatabase(self.url)
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    self.samples.append(self.measure(db))
-                except Exception as exc:  # reported by the test
-                    self.errors.append(repr(exc))
-        finally:
-            db.close()
-
-    def measure(self, db: FaultDatabase) -> dict[str, float]:
+    def sample(self, db: FaultDatabase) -> dict[str, float]:
         values: dict[str, float] = {
             "t_s": round(time.monotonic() - self.started, 1),
             "rss_kb": max((rss_kb(pid) for pid in self.sup.pids()), default=0),
@@ -488,11 +483,6 @@ class Gauges:
             "total_bytes": total,
         }
         return values
-
-    def stop(self) -> Gauges:
-        self._stop.set()
-        self._thread.join(10)
-        return self
 
     def kept(self, key: str) -> list[float]:
         """The values of `key` after the warm-up."""
