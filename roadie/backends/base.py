@@ -346,7 +346,7 @@ def row_to_job(
         for key in ("started_at", "finished_at"):
             record[key] = to_time(record.get(key))
     history = row["args_history"]
-    history = from_json(history) if history is not None else ()
+    history = from_json(history) if history and history != "[]" else ()
     result, progress = row["result"], row["progress"]
     started_at, finished_at = row["started_at"], row["finished_at"]
     lock_expires_at, reviewed_at = row["lock_expires_at"], row["reviewed_at"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
@@ -74,7 +75,7 @@ class Execution:
         self.settled = False  # the final write was made, or the job was given up
         self.handed_off = False  # its completion waits in the completer (see completer.py)
         self.future: Future[Any] | None = None  # for async tasks
-        self.is_async = task is not None and inspect.iscoroutinefunction(task.fn)
+        self.is_async = task is not None and _is_async(task.fn)
         # A worker was lost while running it before: it may be what kills processes.
         self.suspect = was_lost(job)
 
@@ -176,7 +177,13 @@ class Execution:
 
 def was_lost(job: Job) -> bool:
     """A worker was lost while running this job before: it may be what killed the process."""
-    return any(record.get("outcome") == "lost" for record in job.attempts)
+    return bool(job.attempts) and any(record.get("outcome") == "lost" for record in job.attempts)
+
+
+@functools.cache
+def _is_async(fn: Any) -> bool:
+    """Asked for every job claimed: `inspect` takes a microsecond to answer it."""
+    return inspect.iscoroutinefunction(fn)
 
 
 def _seconds_since(monotonic: float, frozen: datetime | None, frozen_now: datetime | None) -> float:
