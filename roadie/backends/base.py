@@ -17,7 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
 from roadie.clock import Clock
-from roadie.jobs import Fence, Job, NewJob, encode_json
+from roadie.jobs import OPTIONAL_FIELDS, Fence, Job, NewJob, encode_json
 
 # The columns of roadie_jobs the code reads and writes; the schema test holds the migrations to it.
 JOB_COLUMNS = (
@@ -350,7 +350,7 @@ def row_to_job(
     result, progress = row["result"], row["progress"]
     started_at, finished_at = row["started_at"], row["finished_at"]
     lock_expires_at, reviewed_at = row["lock_expires_at"], row["reviewed_at"]
-    return Job.from_fields(
+    return Job.from_all_fields(
         {
             "id": row["id"],
             "queue": row["queue"],
@@ -381,11 +381,14 @@ def row_to_job(
             "args_history": [
                 {**record, "replaced_at": to_time(record.get("replaced_at"))} for record in history
             ],
+            "stuck": None,
+            "children": None,
         }
     )
 
 
 _JUST_INSERTED = {  # what every job is the moment it is inserted
+    **OPTIONAL_FIELDS,
     "state": "pending",
     "attempt": 0,
     "started_at": None,
@@ -402,9 +405,11 @@ _JUST_INSERTED = {  # what every job is the moment it is inserted
 def inserted_job(new: NewJob, job_id: int, created_at: datetime, run_at: datetime) -> Job:
     """The snapshot of a job just inserted, from what was inserted and the few values the
     database chose (its id, created_at and run_at): no row to read back."""
-    return Job.from_fields(
+    return Job.from_all_fields(
         {
             **_JUST_INSERTED,
+            "attempts": [],
+            "args_history": [],
             "id": job_id,
             "queue": new.queue,
             "task": new.task,

@@ -295,7 +295,9 @@ def test_f14_concurrent_reapers_reclaim_each_expired_lease_once(
     for job_id in sample:
         assert outcomes(producer, job_id) == [(1, "lost")]
     # Lost jobs are suspects (they may have killed their worker): one per claim.
-    again = [job for _ in range(5) for job in producer.backend.job_claim("alive", "content", 5, 30.0)]
+    again = [
+        job for _ in range(5) for job in producer.backend.job_claim("alive", "content", 5, 30.0)
+    ]
     assert len(again) == 5 and {job.attempt for job in again} == {2}
     report(
         f"F14 {db_url.split(':')[0]}: {total} expired leases, 3 reapers: "

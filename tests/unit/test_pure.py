@@ -188,3 +188,27 @@ def test_error_signature_edges() -> None:
     long = error_signature("x" * 1000 + " 42")
     assert long == "x" * 200
     assert error_signature("deadbeef facade cafe") == "deadbeef facade cafe"  # words, no digits
+
+
+from dataclasses import fields  # noqa: E402  (this section was appended)
+from datetime import UTC, datetime  # noqa: E402
+
+from roadie.backends.base import JOB_COLUMNS, inserted_job, row_to_job  # noqa: E402
+from roadie.jobs import Job, NewJob  # noqa: E402
+
+
+def test_snapshots_built_without_dataclass_init_hold_every_field() -> None:
+    """A claimed row and an inserted job become Jobs by setting `__dict__` whole (the hot paths
+    skip the dataclass's `__init__`): a field left out would only fail when first read."""
+    every_field = {field.name for field in fields(Job)}
+    now = datetime.now(UTC)
+    row = dict.fromkeys(JOB_COLUMNS)
+    row.update(id=7, args="{}", attempts="[]", args_history="[]", created_at=now, run_at=now)
+    claimed = row_to_job(row, lambda value: value, lambda value: value)
+    new = NewJob("content", "thumbnail", "{}", 0, 3, 0.0, None, None, None)
+    inserted = inserted_job(new, 8, now, now)
+    assert set(vars(claimed)) == every_field
+    assert set(vars(inserted)) == every_field
+    assert (
+        inserted.attempts == [] and inserted.attempts is not inserted_job(new, 9, now, now).attempts
+    )
