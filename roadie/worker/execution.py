@@ -67,7 +67,9 @@ class Execution:
         self.renewed_at = time.monotonic()  # when the lease was last taken or renewed
         self.claimed_at = (self.renewed_at, backend.clock.now())  # monotonic; frozen clock or None
         self.deadline: float | None = None  # set when the job starts (`start`)
-        spawner = self.new_child if task is not None and task.role == "task" else None
+        # Not a bound method: the context would refer back to this execution, and every job
+        # would leave a reference cycle for the garbage collector instead of being freed.
+        spawner = functools.partial(new_child, self.tasks) if task and task.role == "task" else None
         self.ctx = JobContext(job, self.fence, backend, None, spawner)
         if started:
             self.start()
@@ -135,18 +137,6 @@ class Execution:
             raise Permanent(f"the child job {self.job.args.get('child_id')} no longer exists")
         return (child,), {}
 
-    def new_child(self, task: Any, args: dict[str, Any]) -> NewJob:
-        """Validate a job spawned by this one (it is written with this job's completion)."""
-        if isinstance(task, str):
-            if task not in self.tasks:
-                raise UnknownTask(f"unknown task {shown(task)}")
-            task = self.tasks[task]
-        if not hasattr(task, "app") or not hasattr(task, "overrides"):
-            raise InvalidInput(f"ctx.spawn takes a task or a task name, not {shown(task)}")
-        if task.overrides.idempotency_key is not None:  # a taken key would leave us waiting
-            raise InvalidInput("ctx.spawn takes no idempotency_key: a child is written once")
-        return task.app.new_job(task, args, task.overrides)
-
     def cancelled_outcome(self) -> Outcome:
         """The handler was cancelled by the worker (lease lost): another attempt, if one is left."""
         decision = retry_at_once(self.job.attempt, self.job.max_attempts)
@@ -173,6 +163,19 @@ class Execution:
             error=clean_text(describe(exc)),
             traceback=clean_text("".join(traceback.format_exception(exc))),
         )
+
+
+def new_child(tasks: Mapping[str, RunnableTask], task: Any, args: dict[str, Any]) -> NewJob:
+    """Validate a job spawned by a running one (it is written with that job's completion)."""
+    if isinstance(task, str):
+        if task not in tasks:
+            raise UnknownTask(f"unknown task {shown(task)}")
+        task = tasks[task]
+    if not hasattr(task, "app") or not hasattr(task, "overrides"):
+        raise InvalidInput(f"ctx.spawn takes a task or a task name, not {shown(task)}")
+    if task.overrides.idempotency_key is not None:  # a taken key would leave us waiting
+        raise InvalidInput("ctx.spawn takes no idempotency_key: a child is written once")
+    return task.app.new_job(task, args, task.overrides)
 
 
 def was_lost(job: Job) -> bool:

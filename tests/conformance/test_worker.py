@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
 import pytest
 
 from roadie import App, FrozenClock
+from roadie.context import JobContext
 from roadie.maintenance import Maintenance
 from roadie.worker import Worker
+from roadie.worker.execution import Execution
 from tests.helpers import wait_until
 
 
@@ -211,3 +214,31 @@ def test_workers_register_with_a_heartbeat(app: App) -> None:
     assert me.heartbeat_at is not None
     worker.stop()
     thread.join(10)
+
+
+def test_jobs_leave_no_reference_cycles_and_the_collector_is_restored(app: App) -> None:
+    """A job's objects (its Execution, context, snapshot, locks) are freed when it ends, by
+    reference counting alone: the worker collects young objects rarely (GC_YOUNG_THRESHOLD),
+    so a cycle per job would pile up between collections. Run with the collector off, then
+    count what only a collection would free."""
+
+    @app.task(queue="content")
+    def thumbnail(ctx, size: int) -> int:
+        return size
+
+    thumbnail.enqueue_many([{"size": n} for n in range(200)])
+    before = gc.get_threshold()
+    gc.collect()
+    gc.disable()
+    try:
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        worker = Worker(app.backend, app.tasks, ["content"], burst=True)
+        assert worker.run() == 0 and worker.processed == 200
+        gc.collect()
+        leaked = [obj for obj in gc.garbage if isinstance(obj, Execution | JobContext)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leaked == []
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
