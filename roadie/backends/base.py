@@ -537,6 +537,11 @@ class SQLBackend:
     def _job(self, row: Any) -> Job:
         return row_to_job(row, self._to_time, self._from_json)
 
+    def _completion_batch(self, items: list[tuple[int, int, str, Any, float]]) -> dict[str, Any]:
+        """job_complete_many's parameters from (id, attempt, result, finished_at, held) items:
+        a JSON array of them here; a dialect may take them in another form."""
+        return {"batch": json.dumps(items, ensure_ascii=False)}
+
     def _id_list(self, ids: list[int]) -> Any:
         return ids
 
@@ -779,14 +784,14 @@ class SQLBackend:
             if fence.worker_id != worker_id:
                 raise ValueError(f"job {fence.job_id} is not held by worker {worker_id}")
             stamp = None if finished_at is None else self._encode_time(finished_at)
-            items.append([fence.job_id, fence.attempt, result, stamp, fence.held])
-        batch = json.dumps(items, ensure_ascii=False)
+            items.append((fence.job_id, fence.attempt, result, stamp, fence.held))
+        batch = self._completion_batch(items)
         in_trees = [fence for fence, _, _ in done if fence.parent_id is not None]
         if not in_trees:
-            rows = self._write("job_complete_many", worker_id=worker_id, batch=batch)
+            rows = self._write("job_complete_many", worker_id=worker_id, **batch)
             return {(row["id"], row["attempt"]) for row in rows}
         with self._atomic() as run:
-            rows = run("job_complete_many", worker_id=worker_id, batch=batch).fetchall()
+            rows = run("job_complete_many", worker_id=worker_id, **batch).fetchall()
             completed = {(row["id"], row["attempt"]) for row in rows}
             ended = [
                 self._job(run("job_get", id=fence.job_id).fetchall()[0])

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from roadie.backends.base import (
@@ -148,6 +149,16 @@ class PostgresBackend(SQLBackend):
     def _atomic(self) -> Iterator[Runner]:
         with self._connection() as conn, conn.transaction():
             yield lambda name, **params: conn.execute(QUERIES[name], self._params(params))
+
+    def _completion_batch(self, items: list[tuple[int, int, str, Any, float]]) -> dict[str, Any]:
+        """The ids, and a jsonb object of the rest keyed by "id:attempt", which each row looks
+        up: no join for the planner to get wrong (see job_complete_many.sql). Sent as jsonb, so
+        the server parses it once, not once per row."""
+        entries = {
+            f"{job_id}:{attempt}": [result, finished_at, held]
+            for job_id, attempt, result, finished_at, held in items
+        }
+        return {"ids": [item[0] for item in items], "batch": Jsonb(entries)}
 
     def _insert_bulk(self, jobs: Sequence[NewJob]) -> list[Job]:
         """COPY, with ids and the time taken first: about twice the rate of one INSERT of the
