@@ -1,5 +1,6 @@
-"""Background upkeep every worker runs: the lease reaper, the timeout expirer, the pruner of
-long-gone workers, and the pruner of old finished jobs (which keeps hourly rollups of them).
+"""Background upkeep every worker runs: the lease reaper, the timeout expirer, the stager of
+scheduled jobs that came due, the pruner of long-gone workers, and the pruner of old finished
+jobs (which keeps hourly rollups of them).
 
 Each runs as `run_once()` (what tests call) inside a small loop with `start()`/`stop()`. Every
 worker runs one, so upkeep never depends on a special node; their writes are fenced or
@@ -27,6 +28,8 @@ PRUNE_EVERY = 3600.0  # seconds between two prunings of the workers table by one
 JOB_PRUNE_EVERY = 300.0  # seconds between two prunings of old jobs by one worker, once caught up
 JOB_PRUNE_BATCH = 2000  # jobs deleted per statement and transaction
 JOB_PRUNE_BUDGET = 20_000  # jobs one pruning deletes at most; the rest waits for the next sweep
+STAGE_BATCH = 5000  # scheduled jobs that came due moved back into the claim's index per statement
+STAGE_BUDGET = 50_000  # ... and per sweep
 HOUR = 3600.0
 
 
@@ -81,6 +84,7 @@ class Maintenance:
         ]
         for job in expired:
             log.warning("job %s attempt %s: expired after %gs", job.id, job.attempt, job.timeout)
+        self.stage()
         if self._pruned_at is None or time.monotonic() - self._pruned_at > PRUNE_EVERY:
             self.backend.worker_prune(self.backend.clock_now() - timedelta(seconds=WORKER_MEMORY))
             self._pruned_at = time.monotonic()
@@ -125,6 +129,18 @@ class Maintenance:
                 if deleted < limit:
                     break
         return pruned, False
+
+    def stage(self) -> int:
+        """Move scheduled jobs that came due back into the claim's index (migration 0008), a
+        batch per statement. Claims take due jobs either way: this keeps the part of the claim
+        that looks among scheduled jobs short after many came due at once."""
+        staged = 0
+        while staged < STAGE_BUDGET:
+            moved = self.backend.job_stage(STAGE_BATCH)
+            staged += moved
+            if moved < STAGE_BATCH:
+                break
+        return staged
 
     def reap(self) -> list[Job]:
         """Return the jobs of expired leases to the queue (or fail them: lost too often)."""

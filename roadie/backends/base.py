@@ -26,7 +26,7 @@ JOB_COLUMNS = (
     "needs_review", "progress",
     "parent_id", "locked_by", "lock_expires_at", "idempotency_key", "timeout", "attempts",
     "callback_key", "on_child_complete", "on_complete", "on_child_failure",
-    "review_note", "reviewed_at", "args_history",
+    "review_note", "reviewed_at", "args_history", "scheduled",
 )  # fmt: skip
 WORKER_COLUMNS = (
     "id", "host", "pid", "queues", "concurrency", "started_at", "heartbeat_at", "stopped_at",
@@ -67,6 +67,7 @@ QUERY_NAMES = frozenset(
         "job_list_children",
         "job_list",
         "job_claim",
+        "job_stage",
         "job_complete",
         "job_complete_many",
         "job_retry",
@@ -250,6 +251,7 @@ class Backend(Protocol):
     def job_prune_oldest_hour(self, before: datetime) -> datetime | None: ...
     def job_prune_hour(self, hour: datetime) -> None: ...
     def job_prune(self, hour: datetime, limit: int) -> int: ...
+    def job_stage(self, limit: int) -> int: ...
     def rollup_totals(self, queue: str | None) -> list[dict[str, Any]]: ...
     def rollup_list(
         self, since: datetime, until: datetime, queue: str | None, task: str | None
@@ -653,6 +655,11 @@ class SQLBackend:
         if groups:
             with self._writing() as run:
                 run("rollup_start", hour=encoded, groups=json.dumps(groups))
+
+    def job_stage(self, limit: int) -> int:
+        """Move up to `limit` scheduled jobs that came due back into the claim's index."""
+        with self._writing() as run:
+            return int(run("job_stage", limit=limit).rowcount)
 
     def job_prune(self, hour: datetime, limit: int) -> int:
         """Delete up to `limit` prunable jobs of the hour from `hour`, adding them to its rollups

@@ -45,7 +45,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 # reads them as json (and checks them); psycopg's json type would encode the text again.
 BULK_COLUMN_TYPES = [  # id, queue, task, args, priority, max_attempts, then:
     *("int8", "text", "text", "text", "int4", "int4"),
-    *("timestamptz", "timestamptz", "float8", "int8"),  # created_at, run_at, timeout, parent_id
+    *("timestamptz", "timestamptz", "bool"),  # created_at, run_at, scheduled
+    *("float8", "int8"),  # timeout, parent_id
 ]
 LISTENER_REFRESH_SECONDS = 1.0  # see wait_for_jobs
 MIGRATION_LOCK_KEY = 0x726F616469650001  # "roadie" + 1: one advisory lock for all migrations
@@ -175,7 +176,7 @@ class PostgresBackend(SQLBackend):
                 for job_id, job, run_at in zip(ids, jobs, run_ats, strict=True):
                     copy.write_row(
                         (job_id, job.queue, job.task, job.args_json, job.priority,
-                         job.max_attempts, now, run_at, job.timeout, job.parent_id)
+                         job.max_attempts, now, run_at, run_at > now, job.timeout, job.parent_id)
                     )  # fmt: skip
         return [
             inserted_job(job, job_id, now, run_at)

@@ -36,7 +36,7 @@ from roadie.jobs import Job, NewJob
 
 QUERIES = load_queries(__name__)
 BUSY_TIMEOUT_MS = 10_000
-BULK_ROWS = 1000  # jobs per statement of a bulk insert: 9,000 bound values, well under the limit
+BULK_ROWS = 1000  # jobs per statement of a bulk insert: 10,000 bound values, under the limit
 WAKE_POLL_SECONDS = 0.005
 
 
@@ -157,8 +157,8 @@ class SQLiteBackend(SQLBackend):
                 values: list[Any] = []
                 for job in chunk:
                     run_at = job.run_at.timestamp() if job.run_at else now + job.delay
-                    values += (job.queue, job.task, job.args_json, job.priority,
-                               job.max_attempts, now, run_at, job.timeout, job.parent_id)  # fmt: skip
+                    values += (job.queue, job.task, job.args_json, job.priority, job.max_attempts,
+                               now, run_at, run_at > now, job.timeout, job.parent_id)  # fmt: skip
                 rows = self._execute(conn, "job_insert_bulk", values, _bulk_sql(len(chunk)))
                 ids += sorted(row[0] for row in rows)  # RETURNING's order is not promised
         created_at = datetime.fromtimestamp(now, UTC)
@@ -318,7 +318,7 @@ class SQLiteBackend(SQLBackend):
 def _bulk_sql(rows: int) -> str:
     """`job_insert_bulk` for `rows` jobs."""
     return QUERIES["job_insert_bulk"].replace(
-        "{rows}", ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+        "{rows}", ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     )
 
 

@@ -1,6 +1,7 @@
 -- %(jobs)s is a JSON array of job objects; one statement inserts the whole batch in order.
 INSERT INTO roadie_jobs
-    (queue, task, args, priority, max_attempts, created_at, run_at, idempotency_key, timeout, parent_id)
+    (queue, task, args, priority, max_attempts, created_at, run_at, scheduled, idempotency_key,
+     timeout, parent_id)
 SELECT
     job ->> 'queue',
     job ->> 'task',
@@ -10,6 +11,7 @@ SELECT
     coalesce(%(now)s::timestamptz, now()),
     coalesce((job ->> 'run_at')::timestamptz,
              coalesce(%(now)s::timestamptz, now()) + (job ->> 'delay')::double precision * interval '1 second'),
+    (job ->> 'run_at') IS NOT NULL OR (job ->> 'delay')::double precision > 0,  -- see 0008_scheduled
     job ->> 'idempotency_key',
     (job ->> 'timeout')::double precision,
     (job ->> 'parent_id')::bigint

@@ -4,6 +4,7 @@
 UPDATE roadie_jobs
 SET state = 'pending',
     run_at = coalesce(%(now)s::timestamptz, now()),
+    scheduled = false,
     finished_at = NULL,
     failure = NULL,
     needs_review = false,

@@ -4,6 +4,7 @@
 UPDATE roadie_jobs
 SET state = 'pending',
     run_at = coalesce(%(now)s::timestamptz, now()) + %(delay)s * interval '1 second',
+    scheduled = %(delay)s > 0,  -- see 0008_scheduled
     error = %(error)s,
     started_at = started_at + %(held)s * interval '1 second',
     locked_by = NULL,

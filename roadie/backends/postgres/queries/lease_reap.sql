@@ -10,6 +10,7 @@ SET state = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
     finished_at = CASE WHEN lost_count + 1 >= %(max_lost)s OR attempt >= max_attempts
                        THEN coalesce(%(now)s::timestamptz, now()) END,
     run_at = coalesce(%(now)s::timestamptz, now()),
+    scheduled = false,
     lost_count = lost_count + 1,
     error = 'worker lost',
     locked_by = NULL,

@@ -1,6 +1,7 @@
 -- :jobs is a JSON array of job objects; one statement inserts the whole batch in order.
 INSERT INTO roadie_jobs
-    (queue, task, args, priority, max_attempts, created_at, run_at, idempotency_key, timeout, parent_id)
+    (queue, task, args, priority, max_attempts, created_at, run_at, scheduled, idempotency_key,
+     timeout, parent_id)
 SELECT
     value ->> 'queue',
     value ->> 'task',
@@ -9,6 +10,7 @@ SELECT
     value ->> 'max_attempts',
     coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
     coalesce(value ->> 'run_at', coalesce(:now, (julianday('now') - 2440587.5) * 86400.0) + (value ->> 'delay')),
+    value ->> 'run_at' IS NOT NULL OR (value ->> 'delay') > 0,  -- see 0008_scheduled
     value ->> 'idempotency_key',
     value ->> 'timeout',
     value ->> 'parent_id'

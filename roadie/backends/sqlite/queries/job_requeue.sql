@@ -4,6 +4,7 @@
 UPDATE roadie_jobs
 SET state = 'pending',
     run_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
+    scheduled = 0,
     finished_at = NULL,
     failure = NULL,
     needs_review = 0,

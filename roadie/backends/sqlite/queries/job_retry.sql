@@ -4,6 +4,7 @@
 UPDATE roadie_jobs
 SET state = 'pending',
     run_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0) + :delay,
+    scheduled = :delay > 0,  -- see 0008_scheduled
     error = :error,
     started_at = started_at + :held,
     locked_by = NULL,

@@ -10,6 +10,7 @@ SET state = CASE WHEN lost_count + 1 >= :max_lost OR attempt >= max_attempts
     finished_at = CASE WHEN lost_count + 1 >= :max_lost OR attempt >= max_attempts
                        THEN coalesce(:now, (julianday('now') - 2440587.5) * 86400.0) END,
     run_at = coalesce(:now, (julianday('now') - 2440587.5) * 86400.0),
+    scheduled = 0,
     lost_count = lost_count + 1,
     error = 'worker lost',
     locked_by = NULL,
