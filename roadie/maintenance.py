@@ -29,7 +29,8 @@ JOB_PRUNE_EVERY = 300.0  # seconds between two prunings of old jobs by one worke
 JOB_PRUNE_BATCH = 2000  # jobs deleted per statement and transaction
 JOB_PRUNE_BUDGET = 20_000  # jobs one pruning deletes at most; the rest waits for the next sweep
 STAGE_BATCH = 5000  # scheduled jobs that came due moved back into the claim's index per statement
-STAGE_BUDGET = 50_000  # ... and per sweep
+STAGE_BUDGET = 50_000  # ... and per staging
+STAGE_EVERY = 1.0  # seconds between two stagings, between sweeps too
 HOUR = 3600.0
 
 
@@ -150,11 +151,13 @@ class Maintenance:
         return reaped
 
     def start(self) -> None:
-        """Reap once now, before the worker's first claim, then sweep on a thread. Workers that
-        die sooner than a sweep after starting (a job at the head of the queue that kills them)
-        would otherwise never reap: lost jobs would stay leased and never reach their limit."""
+        """Reap (and stage) once now, before the worker's first claim, then sweep on a thread.
+        Workers that die sooner than a sweep after starting (a job at the head of the queue that
+        kills them) would otherwise never reap: lost jobs would stay leased and never reach
+        their limit."""
         try:
             self.reap()
+            self.stage()
         except DatabaseUnavailable as exc:
             log.warning("maintenance skipped: %s", exc)
         except Exception:  # a bug must not stop the worker from starting
@@ -168,8 +171,15 @@ class Maintenance:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval * random.uniform(0.8, 1.2)):
+        """A sweep every interval (jittered), and staging every STAGE_EVERY in between: when
+        many scheduled jobs come due at once, claims sort them until they are staged."""
+        next_sweep = time.monotonic() + self.interval * random.uniform(0.8, 1.2)
+        while not self._stop.wait(max(0.0, min(STAGE_EVERY, next_sweep - time.monotonic()))):
             try:
+                if time.monotonic() < next_sweep:
+                    self.stage()
+                    continue
+                next_sweep = time.monotonic() + self.interval * random.uniform(0.8, 1.2)
                 self.run_once()
             except DatabaseUnavailable as exc:
                 log.warning("maintenance skipped: %s", exc)

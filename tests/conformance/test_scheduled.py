@@ -11,6 +11,7 @@ from roadie import App, FrozenClock, Transient
 from roadie.backends.postgres import QUERIES
 from roadie.maintenance import Maintenance
 from roadie.worker import Worker
+from tests.helpers import wait_until
 
 
 def scheduled_flags(app: App) -> dict[int, bool]:
@@ -114,3 +115,24 @@ def test_a_claim_on_postgres_reads_past_no_job_that_is_not_due(pg_url: str) -> N
         "CTE suspect",
     ]
     assert sum(rows_read(node) for node in picking) < 200
+
+
+def test_the_maintenance_loop_stages_between_its_sweeps(
+    frozen_app: App, clock: FrozenClock
+) -> None:
+    """A sweep comes every 5 s by default; staging every second in between, so a mass of jobs
+    that came due at once leaves the claim's slower path within about a second."""
+    app = frozen_app
+
+    @app.task(queue="content")
+    def publish(ctx) -> None: ...
+
+    jobs = publish.options(delay="1h").enqueue_many([{}] * 50)
+    maintenance = Maintenance(app.backend, interval=3600.0)
+    maintenance.start()
+    try:
+        assert all(scheduled_flags(app)[job.id] for job in jobs)  # not due: left alone
+        clock.advance(3600)
+        wait_until(lambda: not any(scheduled_flags(app).values()), timeout=5)
+    finally:
+        maintenance.stop()
