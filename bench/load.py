@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -59,6 +58,7 @@ import history  # noqa: E402
 from throughput import (  # noqa: E402
     DEFAULT_POSTGRES_URL,
     console,
+    drain_figures,
     fill,
     machine,
     percentile,
@@ -383,21 +383,13 @@ def gated_drain(
         if sampler:
             sampler.done.set()
         admin.resume(QUEUE)
-    rows = target.job_times()
-    complete = [r for r in rows if r[0] == "complete"]
-    steady = max(r[4] for r in complete) - min(r[3] for r in complete) if complete else None
-    peak = sampler.peak - own if sampler else None
     return {
         "jobs": n,
         "processes": processes,
         "concurrency": concurrency,
         "exit_code": worker.returncode,
-        "complete": len(complete),
-        "extra_attempts": sum(r[1] for r in rows) - len(rows),
-        "jobs_per_worker": sorted(Counter(r[5] for r in complete).values(), reverse=True),
-        "steady_seconds": steady,
-        "jobs_per_s": len(complete) / steady if steady else None,
-        "peak_worker_connections": peak,
+        **drain_figures(target.job_times()),
+        "peak_worker_connections": sampler.peak - own if sampler else None,
         "worker_log_problems": problems_in(log)[:20],
     }
 

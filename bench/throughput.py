@@ -265,30 +265,36 @@ def measure_drain(
         if worker.poll() is None:
             worker.kill()
     wall = time.perf_counter() - started
-    rows = target.job_times()
-    complete = [r for r in rows if r[0] == "complete"]
-    first_start = min(r[3] for r in complete) if complete else None
-    last_finish = max(r[4] for r in complete) if complete else None
-    steady = last_finish - first_start if complete else None
+    figures = drain_figures(target.job_times())
     problems = problems_in(log)
-    if code != 0 or len(complete) != n:
+    if code != 0 or figures["complete"] != n:
         console.print(
             f"[red]{target.name}: drain with {processes} process(es) exited {code}, "
-            f"{len(complete)}/{n} jobs complete; see {log}[/red]"
+            f"{figures['complete']}/{n} jobs complete; see {log}[/red]"
         )
     return {
         "jobs": n,
         "processes": processes,
         "concurrency": concurrency,
         "exit_code": code,
+        **figures,
+        "wall_seconds": wall,
+        "wall_jobs_per_s": figures["complete"] / wall,
+        "worker_log_problems": problems[:20],
+    }
+
+
+def drain_figures(rows: list[JobRow]) -> dict[str, Any]:
+    """What a drain did, from its jobs' rows: jobs complete, attempts beyond one each, jobs per
+    worker, and the steady rate from the first start to the last finish (database clock)."""
+    complete = [r for r in rows if r[0] == "complete"]
+    steady = max(r[4] for r in complete) - min(r[3] for r in complete) if complete else None
+    return {
         "complete": len(complete),
         "extra_attempts": sum(r[1] for r in rows) - len(rows),
         "jobs_per_worker": sorted(Counter(r[5] for r in complete).values(), reverse=True),
         "steady_seconds": steady,
         "jobs_per_s": len(complete) / steady if steady else None,
-        "wall_seconds": wall,
-        "wall_jobs_per_s": len(complete) / wall,
-        "worker_log_problems": problems[:20],
     }
 
 
