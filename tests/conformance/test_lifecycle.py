@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from roadie import App, FrozenClock, InvalidInput, Job
 from roadie.backends.base import BULK_INSERT_MIN
+from roadie.backends.postgres import QUERIES
 from tests.helpers import run_together
 
 JOB_KEYS = {
@@ -191,6 +193,20 @@ def test_a_bulk_batch_wakes_listening_workers_on_postgres(pg_url: str) -> None:
         assert not app.backend.wait_for_jobs(["content"], timeout=0.1)  # listening from here
         thumb.enqueue_many([{"n": i} for i in range(BULK_INSERT_MIN)])
         assert app.backend.wait_for_jobs(["content"], timeout=5)
+
+
+def test_a_bulk_batch_on_postgres_looks_its_sequence_up_once(pg_url: str) -> None:
+    """The ids of a COPY are taken first; with the sequence's lookup as nextval's argument it ran
+    once per id, 4 of every 5 µs an id took. It must sit apart, in a one-row node of its own."""
+    with App(pg_url) as app, psycopg.connect(pg_url) as conn:
+        app.migrate()
+        params = {"count": 1000, "now": None}
+        plan = conn.execute("EXPLAIN VERBOSE " + QUERIES["job_reserve_ids"], params).fetchall()
+        lines = [row[0] for row in plan]
+        looked_up = [line for line in lines if "pg_get_serial_sequence" in line]
+        assert looked_up and "rows=1 " in lines[lines.index(looked_up[-1]) - 1], "\n".join(lines)
+        ids = [row[0] for row in conn.execute(QUERIES["job_reserve_ids"], params)]
+        assert len(ids) == 1000 and ids == sorted(set(ids))
 
 
 def test_idempotency_key_returns_the_existing_job(app: App) -> None:
