@@ -17,5 +17,5 @@ SELECT
     (job ->> 'parent_id')::bigint
 FROM json_array_elements(%(jobs)s::json) WITH ORDINALITY AS batch (job, position)
 ORDER BY position
-ON CONFLICT (idempotency_key) DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key, created_at, run_at

@@ -3,4 +3,4 @@ INSERT INTO roadie_jobs
     (queue, task, args, priority, max_attempts, created_at, run_at, parent_id, callback_key)
 VALUES (%(queue)s, %(task)s, %(args)s::json, %(priority)s, %(max_attempts)s, coalesce(%(now)s::timestamptz, now()), coalesce(%(now)s::timestamptz, now()),
         %(parent_id)s, %(callback_key)s)
-ON CONFLICT (callback_key) DO NOTHING
+ON CONFLICT (callback_key) WHERE callback_key IS NOT NULL DO NOTHING

@@ -17,5 +17,5 @@ SELECT
 FROM json_each(:jobs)
 WHERE true
 ORDER BY key
-ON CONFLICT (idempotency_key) DO NOTHING
+ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING id, idempotency_key, created_at, run_at
