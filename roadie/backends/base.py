@@ -52,6 +52,7 @@ CALLBACK_MAX_ATTEMPTS = 20  # a callback job's allowance (its own task's setting
 QUERY_NAMES = frozenset(
     {
         "job_insert",
+        "job_insert_one",
         "job_insert_bulk",
         "job_get",
         "job_get_by_idempotency_key",
@@ -474,25 +475,26 @@ def is_bulk(jobs: Sequence[NewJob]) -> bool:
     return len(jobs) >= BULK_INSERT_MIN and all(job.idempotency_key is None for job in jobs)
 
 
+def job_values(job: NewJob, encode_time: Callable[[datetime], Any]) -> dict[str, Any]:
+    """What `job_insert_one` binds for a job (and `job_insert` reads from each array element);
+    `encode_time` writes an absolute run_at."""
+    return {
+        "queue": job.queue,
+        "task": job.task,
+        "args": job.args_json,
+        "priority": job.priority,
+        "max_attempts": job.max_attempts,
+        "delay": job.delay,
+        "run_at": encode_time(job.run_at) if job.run_at else None,
+        "idempotency_key": job.idempotency_key,
+        "timeout": job.timeout,
+        "parent_id": job.parent_id,
+    }
+
+
 def encode_batch(jobs: Sequence[NewJob], encode_time: Callable[[datetime], Any]) -> str:
-    """New jobs as the JSON array `job_insert` reads; `encode_time` writes an absolute run_at."""
-    return json.dumps(
-        [
-            {
-                "queue": job.queue,
-                "task": job.task,
-                "args": job.args_json,
-                "priority": job.priority,
-                "max_attempts": job.max_attempts,
-                "delay": job.delay,
-                "run_at": encode_time(job.run_at) if job.run_at else None,
-                "idempotency_key": job.idempotency_key,
-                "timeout": job.timeout,
-                "parent_id": job.parent_id,
-            }
-            for job in jobs
-        ]
-    )
+    """New jobs as the JSON array `job_insert` reads."""
+    return json.dumps([job_values(job, encode_time) for job in jobs])
 
 
 Runner = Callable[..., Any]  # run(name, **params) -> a DB-API cursor
@@ -575,9 +577,11 @@ class SQLBackend:
     def job_insert(self, jobs: Sequence[NewJob]) -> list[Job]:
         if is_bulk(jobs):
             return self._insert_bulk(jobs)
-        batch = encode_batch(jobs, self._encode_time)
         with self._writing() as run:
-            rows = run("job_insert", jobs=batch).fetchall()
+            if len(jobs) == 1:  # enqueue: bound values, no batch to build and take apart
+                rows = run("job_insert_one", **job_values(jobs[0], self._encode_time)).fetchall()
+            else:
+                rows = run("job_insert", jobs=encode_batch(jobs, self._encode_time)).fetchall()
 
             def existing(key: str) -> Job | None:
                 found = run("job_get_by_idempotency_key", key=key).fetchall()

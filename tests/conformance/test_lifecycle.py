@@ -157,9 +157,10 @@ def test_enqueue_many_keeps_input_order_and_is_all_or_nothing(app: App) -> None:
 def test_a_bulk_batch_stores_and_returns_what_single_enqueues_do(
     frozen_app: App, clock: FrozenClock, options: dict
 ) -> None:
-    """enqueue_many of BULK_INSERT_MIN or more jobs takes the dialect's bulk insert (COPY on
-    PostgreSQL): each returned snapshot must be exactly the stored row, arguments to the right
-    id, times on the database's (here the frozen) clock, as the one-statement insert does."""
+    """Three statements insert jobs: one row of bound values (enqueue), a JSON batch (fewer
+    than BULK_INSERT_MIN), the dialect's bulk insert (COPY on PostgreSQL). Each returned
+    snapshot must be exactly the stored row, arguments to the right id, times on the
+    database's (here the frozen) clock, the same whichever statement wrote it."""
     if options.get("run_at") == "later":
         options = {"run_at": clock.now() + timedelta(hours=2)}
 
@@ -173,12 +174,13 @@ def test_a_bulk_batch_stores_and_returns_what_single_enqueues_do(
     ]
     jobs = handle.enqueue_many(args)
     single = handle.enqueue(n=-1, name="single")
-    assert [job.args for job in jobs] == args
-    assert [frozen_app.get_job(job.id) for job in jobs] == [
-        replace(job, children=[]) for job in jobs
+    pair = handle.enqueue_many(args[:2])
+    assert [job.args for job in jobs + pair] == args + args[:2]
+    assert [frozen_app.get_job(job.id) for job in [*jobs, single, *pair]] == [
+        replace(job, children=[]) for job in [*jobs, single, *pair]
     ]
-    assert {(j.created_at, j.run_at, j.priority) for j in jobs} == {
-        (single.created_at, single.run_at, single.priority)
+    assert {(j.created_at, j.run_at, j.priority, j.max_attempts) for j in jobs + pair} == {
+        (single.created_at, single.run_at, single.priority, single.max_attempts)
     }
     assert [j.id for j in jobs] == sorted(j.id for j in jobs) and jobs[-1].id < single.id
 
