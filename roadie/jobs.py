@@ -180,10 +180,17 @@ class Fence:
     held: float = 0.0
 
 
+# One strict encoder for every result, argument set and progress report: json.dumps with
+# options builds a new encoder per call, a third of a no-op job's result encoding.
+_STRICT_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_json(value: Any, what: str) -> str:
     """Serialize as strict JSON (no NaN, no pickling, no lone surrogates) or refuse."""
+    if value is None:  # most handlers return nothing
+        return "null"
     try:
-        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        text = _STRICT_ENCODER.encode(value)
     except ValueError as exc:
         if "ircular" in str(exc):
             raise InvalidInput(
