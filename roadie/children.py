@@ -10,6 +10,7 @@ own parent, so completion cascades up the tree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from roadie.jobs import FAILED, FAILURES, WAITING, Job
@@ -48,11 +49,18 @@ NOTHING = Step("nothing")
 
 
 def next_step(
-    parent: Job, rules: Rules, ended: Job, open_jobs: int, has_complete_callback: bool
+    parent: Job,
+    rules: Rules,
+    ended: Job,
+    open_jobs: Callable[[], int],
+    has_complete_callback: Callable[[], bool],
 ) -> Step:
     """The parent's next step after `ended` (one of its jobs) reached a terminal state.
 
-    `open_jobs` counts the parent's jobs (children and callbacks) not yet terminal.
+    `open_jobs()` counts the parent's jobs (children and callbacks) not yet terminal;
+    `has_complete_callback()` says whether its on_complete job exists. Both are asked only when
+    the step depends on them: counting reads every open job under the parent, and a child whose
+    parent hears of each child needs only its callback.
     """
     if parent.state != WAITING:
         return NOTHING  # already ended (failed early, or cancelled): later ends change nothing
@@ -61,9 +69,9 @@ def next_step(
         return Step("child_callback")
     if ended.state == FAILED:
         return _failure(ended, is_child)
-    if open_jobs:
+    if open_jobs():
         return NOTHING
-    if rules.on_complete and not has_complete_callback:
+    if rules.on_complete and not has_complete_callback():
         return Step("complete_callback")
     return Step("complete")
 

@@ -12,10 +12,18 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from importlib import resources
 from typing import Any, NamedTuple, Protocol
 
-from roadie.children import Rules, child_callback_key, complete_callback_key, next_step
+from roadie.children import (
+    NOTHING,
+    Rules,
+    Step,
+    child_callback_key,
+    complete_callback_key,
+    next_step,
+)
 from roadie.clock import Clock
 from roadie.jobs import OPTIONAL_FIELDS, Fence, Job, NewJob, encode_json
 
@@ -500,6 +508,14 @@ def encode_batch(jobs: Sequence[NewJob], encode_time: Callable[[datetime], Any])
 Runner = Callable[..., Any]  # run(name, **params) -> a DB-API cursor
 
 
+def _count_open(run: Runner, parent_id: int) -> int:
+    return int(run("job_count_open", parent_id=parent_id).fetchall()[0]["open"])
+
+
+def _callback_exists(run: Runner, key: str) -> bool:
+    return bool(run("job_get_by_callback_key", key=key).fetchall())
+
+
 class SQLBackend:
     """The operations both dialects share, each one named statement from `queries/`.
 
@@ -903,51 +919,56 @@ class SQLBackend:
 
     def _tell_parents(self, run: Runner, ended: list[Job]) -> None:
         """Jobs of a batch completed together (already written, sorted by parent): tell each
-        parent. A parent without a per-child callback needs telling once: every later tell
-        would count the same open jobs after the same batch, and find nothing new to do."""
-        told: set[int] = set()
+        parent. Once a parent's state after the batch is judged (its open jobs counted), its
+        other jobs in the batch would be judged the same: only a child whose parent hears of
+        each child still needs a tell of its own, for its callback. A count reads every open
+        job under the parent, so callbacks ending together count once per batch, not once each
+        (10,000 callbacks: 58.6 s on PostgreSQL when each counted)."""
+        judged: dict[int, bool] = {}  # parent id -> whether it hears of each child
         for job in ended:
-            if job.parent_id in told:
+            hears_each = judged.get(job.parent_id)  # type: ignore[arg-type]
+            if hears_each is not None and not (hears_each and job.callback_key is None):
                 continue
-            if not self._tell_parent(run, job):
-                told.add(job.parent_id)  # type: ignore[arg-type]
+            step, rules = self._tell_parent(run, job)
+            if step.kind != "child_callback":
+                judged[job.parent_id] = bool(rules.on_child_complete)  # type: ignore[index]
 
-    def _tell_parent(self, run: Runner, ended: Job) -> bool:
+    def _tell_parent(self, run: Runner, ended: Job) -> tuple[Step, Rules]:
         """`ended` reached a terminal state: take its parent's next step, and so on up the tree.
 
-        The parent's row is locked first, so children ending at once take turns. True if the
-        parent hears of each child (it has an `on_child_complete` callback).
+        The parent's row is locked first, so children ending at once take turns. Returns the
+        step taken for the parent and the parent's rules (NOTHING if it was purged).
         """
-        hears_each = False
-        first = True
+        first: tuple[Step, Rules] | None = None
         while ended.parent_id is not None:
             rows = run("job_lock", id=ended.parent_id).fetchall()
             if not rows:
-                return hears_each  # the parent was purged: nobody is left to hear of it
+                break  # the parent was purged: nobody is left to hear of it
             row = rows[0]
             parent = self._job(row)
             rules = Rules(
                 row["on_child_complete"], row["on_complete"], row["on_child_failure"] or "continue"
             )
-            if first:
-                hears_each, first = bool(rules.on_child_complete), False
-            open_jobs = run("job_count_open", parent_id=parent.id).fetchall()[0]["open"]
             key = complete_callback_key(parent.id)
-            has_complete_callback = bool(
-                rules.on_complete and run("job_get_by_callback_key", key=key).fetchall()
+            step = next_step(
+                parent,
+                rules,
+                ended,
+                open_jobs=partial(_count_open, run, parent.id),
+                has_complete_callback=partial(_callback_exists, run, key),
             )
-            step = next_step(parent, rules, ended, open_jobs, has_complete_callback)
+            first = first or (step, rules)
             if step.kind == "child_callback":
                 args = {"child_id": ended.id}
                 self._insert_callback(
                     run, parent, rules.on_child_complete, child_callback_key(ended), args
                 )
-                return hears_each
+                break
             if step.kind == "complete_callback":
                 self._insert_callback(run, parent, rules.on_complete, key, {})
-                return hears_each
+                break
             if step.kind == "nothing":
-                return hears_each
+                break
             state = "complete" if step.kind == "complete" else "failed"
             rows = run(
                 "job_end_waiting", id=parent.id, state=state, failure=step.failure, error=step.error
@@ -955,7 +976,7 @@ class SQLBackend:
             if step.kind == "fail" and rules.on_child_failure == "cancel":
                 run("job_cancel_tree", id=parent.id).fetchall()
             ended = self._job(rows[0])
-        return hears_each
+        return first or (NOTHING, Rules())
 
     def _insert_callback(
         self, run: Runner, parent: Job, task: str | None, key: str, args: dict[str, Any]
