@@ -63,6 +63,7 @@ QUERY_NAMES = frozenset(
         "job_insert_one",
         "job_insert_bulk",
         "job_get",
+        "job_get_many",
         "job_get_by_idempotency_key",
         "job_get_by_callback_key",
         "job_lock",
@@ -820,11 +821,9 @@ class SQLBackend:
         with self._atomic() as run:
             rows = run("job_complete_many", worker_id=worker_id, **batch).fetchall()
             completed = {(row["id"], row["attempt"]) for row in rows}
-            ended = [
-                self._job(run("job_get", id=fence.job_id).fetchall()[0])
-                for fence in sorted(in_trees, key=lambda fence: (fence.parent_id, fence.job_id))
-                if (fence.job_id, fence.attempt) in completed
-            ]
+            ids = [fence.job_id for fence in in_trees if (fence.job_id, fence.attempt) in completed]
+            rows = run("job_get_many", ids=self._id_list(ids)).fetchall() if ids else []
+            ended = sorted(map(self._job, rows), key=lambda job: (job.parent_id, job.id))
             self._tell_parents(run, ended)
         return completed
 
