@@ -65,7 +65,7 @@ def next_step(
     if parent.state != WAITING:
         return NOTHING  # already ended (failed early, or cancelled): later ends change nothing
     is_child = ended.callback_key is None
-    if is_child and rules.on_child_complete:
+    if is_child and hears_each_child(parent, rules):
         return Step("child_callback")
     if ended.state == FAILED:
         return _failure(ended, is_child)
@@ -74,6 +74,11 @@ def next_step(
     if rules.on_complete and not has_complete_callback():
         return Step("complete_callback")
     return Step("complete")
+
+
+def hears_each_child(parent: Job, rules: Rules) -> bool:
+    """A waiting parent with an `on_child_complete` callback gets one job per child's end."""
+    return parent.state == WAITING and bool(rules.on_child_complete)
 
 
 def _failure(ended: Job, is_child: bool) -> Step:
