@@ -6,9 +6,11 @@ makes late (complete, retry, fail, progress, heartbeat) changes nothing and says
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
-from roadie import App
+from roadie import App, FrozenClock, Job
 from roadie.jobs import Fence
 from roadie.maintenance import Maintenance
 from tests.helpers import run_together, wait_until
@@ -154,3 +156,38 @@ def test_jobs_lost_before_come_one_per_claim_and_only_when_asked(frozen_app: App
     # the limit counts the suspect too: a claim of 1 takes one job, a suspect and a fresh one due
     transcode.enqueue_many([{"n": 9}])
     assert len(backend.job_claim("w4", "content", 1, 30.0)) == 1
+
+
+def test_the_reaper_skips_a_row_another_session_holds_on_postgres(pg_url: str) -> None:
+    """A worker cut off in the middle of a completion transaction leaves its session holding that
+    job's row until the server notices it is gone. The reaper must take every other expired job
+    meanwhile, not wait on that row: waiting stalled each worker's reaper in turn."""
+    import psycopg
+
+    clock = FrozenClock()
+    with App(pg_url, clock=clock) as app:
+
+        @app.task(queue="content")
+        def transcode(ctx, n: int = 0) -> None: ...
+
+        transcode.enqueue_many([{"n": i} for i in range(3)])
+        held, *others = sorted(app.backend.job_claim("cut-off", "content", 3, 30.0), key=id_of)
+        clock.advance(31)
+        with psycopg.connect(pg_url) as zombie:  # a transaction open, as if its COMMIT was lost
+            zombie.execute("SELECT 1 FROM roadie_jobs WHERE id = %s FOR UPDATE", (held.id,))
+            reaped: list[Job] = []
+            reaper = threading.Thread(
+                target=lambda: reaped.extend(Maintenance(app.backend).reap()), daemon=True
+            )
+            reaper.start()
+            reaper.join(10)
+            blocked = reaper.is_alive()
+            zombie.rollback()  # lets a blocked reaper go on, so the test ends either way
+            reaper.join(10)
+        assert not blocked, "the reaper waited on the locked row"
+        assert sorted(job.id for job in reaped) == [job.id for job in others]
+        assert [job.id for job in Maintenance(app.backend).reap()] == [held.id]
+
+
+def id_of(job: Job) -> int:
+    return job.id

@@ -16,6 +16,8 @@ through the proxy.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +26,8 @@ from typing import Any
 import pytest
 
 from roadie import App
+from roadie.backends.postgres import KEEPALIVES, USER_TIMEOUT_MS
+from roadie.maintenance import Maintenance
 from tests.faults import netfaults, netns
 from tests.faults.dbworkload import APP
 from tests.faults.harness import (
@@ -43,6 +47,9 @@ pg_cluster = netfaults.pg_cluster  # the module's throwaway cluster (fixture)
 db_url = netfaults.db_url  # every test's database is on it (fixture)
 SWEEP = 0.5
 SLACK = 10.0  # a loaded 2-core machine: recovery bounds are asserted with this much extra
+# How long the server takes to end the session of a client cut off without a reset (roadie's
+# connection settings): keepalives after `idle` seconds, `count` probes `interval` apart.
+DEAD_PEER_SECONDS = KEEPALIVES["idle"] + KEEPALIVES["interval"] * KEEPALIVES["count"]
 
 
 @pytest.fixture
@@ -208,6 +215,25 @@ def hosts() -> Iterator[list[Host]]:
             host.destroy()
 
 
+def cut_between_transactions(host: Host, db: FaultDatabase, tries: int = 50) -> None:
+    """Cut `host` off at a moment none of its sessions is inside a transaction (else restore
+    the link at once and try again). A session cut off inside one holds its locks until the
+    server notices the peer is gone, keepalives' time rather than a lease: the case of
+    test_a_session_cut_off_inside_a_transaction_ends_within_the_keepalive_time."""
+    in_transaction = (
+        "SELECT count(*) FROM pg_stat_activity WHERE client_addr = ?::inet"
+        " AND xact_start IS NOT NULL"
+    )
+    for _ in range(tries):
+        host.cut()
+        time.sleep(0.1)  # what reached the server before the cut is handled by now
+        if db.value(in_transaction, host.address) == 0:
+            return
+        host.restore()
+        time.sleep(0.05)  # let the transaction end
+    raise AssertionError(f"host {host.name} was in a transaction each of {tries} times")
+
+
 class QueueHostSupervisor(HostSupervisor):
     """Worker slot i also serves the queues in `queues[i]` (besides the default queue)."""
 
@@ -255,7 +281,7 @@ def test_worker_host_cut_off(
     try:
         pid = sup.pid(0)
         wait_until(lambda: fault_db.running_locked_by(pid) > 0, 30, "host 0 holding jobs")
-        victim.cut()
+        cut_between_transactions(victim, fault_db)
         cut = time.monotonic()
         held = dict(
             fault_db.rows(
@@ -320,3 +346,55 @@ def test_worker_host_cut_off(
     assert refused, "the cut-off worker never reported a lost lease"
     assert ran_there == 20  # it rejoined: the jobs only it serves ran there
     assert sup.restarts == 0
+
+
+# Run inside a host's namespace: a roadie connection that locks a job's row and keeps its
+# transaction open, as a worker does between a completion's UPDATE and its COMMIT.
+HOLD_A_ROW = """
+import sys, time, psycopg
+from roadie.backends.postgres import CONNECTION_OPTIONS
+conn = psycopg.connect(sys.argv[1], **CONNECTION_OPTIONS)
+conn.execute("SELECT 1 FROM roadie_jobs WHERE id = %s FOR UPDATE", (int(sys.argv[2]),))
+print("locked", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_session_cut_off_inside_a_transaction_ends_within_the_keepalive_time(
+    hosts: list[Host], pg_cluster: PgCluster, fault_db: FaultDatabase, tasks: App
+) -> None:
+    """A worker cut off between a completion's UPDATE and its COMMIT leaves its server session
+    in a transaction, holding the job's row, and no reset ever comes. The reaper takes the
+    other expired jobs meanwhile (it skips locked rows; waiting on it stalled every reaper),
+    and roadie's sessions ask the server for TCP keepalives: it ends the session within
+    ~DEAD_PEER_SECONDS, the transaction rolls back, and the job is reaped at the next sweep."""
+    host = hosts[0]
+    held, other = tasks.get_task("work").enqueue_many([{}, {}])
+    claimed = tasks.backend.job_claim("cut-off", "default", 2, 1.0)  # a 1 s lease
+    assert sorted(job.id for job in claimed) == [held.id, other.id]
+    url = _through(fault_db.url, pg_cluster.port, host.gateway)
+    holder = subprocess.Popen(
+        host.command([sys.executable, "-c", HOLD_A_ROW, url, str(held.id)]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    sessions = "SELECT count(*) FROM pg_stat_activity WHERE client_addr = ?::inet"
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        host.cut()
+        cut = time.monotonic()
+        reaped = wait_until(lambda: Maintenance(tasks.backend).reap(), 10, "a job reaped")
+        assert [job.id for job in reaped] == [other.id]
+        assert fault_db.value(sessions, host.address) == 1
+        wait_until(
+            lambda: fault_db.value(sessions, host.address) == 0,
+            DEAD_PEER_SECONDS + SLACK,
+            "the server ending the cut-off session",
+        )
+        ended = time.monotonic() - cut
+        assert [job.id for job in Maintenance(tasks.backend).reap()] == [held.id]
+    finally:
+        holder.kill()
+        holder.wait()
+    print(f"cut-off session ended after {ended:.1f}s (user timeout {USER_TIMEOUT_MS} ms)")
+    assert ended >= KEEPALIVES["idle"]  # ended by the keepalives, not by anything sooner

@@ -50,7 +50,26 @@ BULK_COLUMN_TYPES = [  # id, queue, task, args, priority, max_attempts, then:
 ]
 LISTENER_REFRESH_SECONDS = 1.0  # see wait_for_jobs
 MIGRATION_LOCK_KEY = 0x726F616469650001  # "roadie" + 1: one advisory lock for all migrations
-CONNECTION_OPTIONS = {"application_name": "roadie", "options": "-c timezone=UTC"}
+# A peer cut off without a reset (a network partition) is noticed within ~25 s on both ends of
+# every connection: TCP keepalives after 10 s of silence, 3 probes 5 s apart, and data unacked
+# for 25 s (tcp_user_timeout). The server then ends a cut-off worker's session, and with it any
+# transaction it held open and the row locks it held; the client stops waiting on a server that
+# is gone. (Unix sockets ignore them.)
+KEEPALIVES = {"idle": 10, "interval": 5, "count": 3}
+USER_TIMEOUT_MS = 25_000
+CONNECTION_OPTIONS = {
+    "application_name": "roadie",
+    "options": " ".join(
+        [
+            "-c timezone=UTC",
+            *(f"-c tcp_keepalives_{name}={value}" for name, value in KEEPALIVES.items()),
+            f"-c tcp_user_timeout={USER_TIMEOUT_MS}",
+        ]
+    ),
+    "keepalives": 1,
+    **{f"keepalives_{name}": value for name, value in KEEPALIVES.items()},
+    "tcp_user_timeout": USER_TIMEOUT_MS,
+}
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
 
