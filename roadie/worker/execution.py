@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -85,7 +85,8 @@ class Execution:
         """The job gets a slot: its timeout runs from now, and its recorded start too."""
         held = _seconds_since(*self.claimed_at, self.backend.clock.now())
         if held >= MIN_HELD:
-            self.fence = replace(self.fence, held=held)
+            fence = self.fence  # (dataclasses.replace would take 4 µs of a no-op job's ~60)
+            self.fence = Fence(fence.job_id, fence.attempt, fence.worker_id, fence.parent_id, held)
             self.ctx._fence = self.fence
         if self.job.timeout:
             self.deadline = time.monotonic() + self.job.timeout
