@@ -225,7 +225,7 @@ def test_completions_are_written_in_batches_and_free_their_slots_first(app: App)
     # the first write is held; the slots were freed, so the worker ran all the others meanwhile
     # (in hand until written, so that their leases are renewed)
     wait_until(lambda: len(worker._inflight) == 50 and worker._running == 0, what="all run")
-    wait_until(lambda: worker._completer._queue.qsize() >= 45, what="all handed over")
+    wait_until(lambda: worker._completer.waiting() >= 45, what="all handed over")
     assert all(app.get_job(job.id).state == "running" for job in jobs)
     gate.open.set()
     thread.join(10)
