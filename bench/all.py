@@ -10,11 +10,13 @@ The figures, each measured by the existing script's own functions (nothing is re
   idle enqueue-to-start latency p50 / p99;
 - bench/fanout.py: a parent with 1,000 children, the parent's created_at to finished_at;
 - bench/history.py: the drain rate with 1,000,000 finished jobs in the table, against the empty
-  table's rate (the throughput figure's 2-process drains, same settings, are that baseline).
+  table's rate: 2-process drains alternating between the history and an empty twin database,
+  so that the machine's drift from one minute to the next falls on both alike.
 
 One database per backend serves all three (SQLite: a file in a temporary folder; PostgreSQL:
-`roadie_bench_all`, created and dropped here, no other database touched); the jobs table is
-emptied before each measurement, and the history goes in last. The table shows the medians with
+`roadie_bench_all`, created and dropped here), plus the history's empty twin (another file;
+`roadie_bench_all_empty`); no other database is touched. The jobs table is emptied before each
+measurement, and the history goes in last. The table shows the medians with
 issue 7's targets beside them (a blank target: the issue sets none this script knows of). Results:
 bench/results/all-<timestamp>.json (every run, the medians, settings, machine, the roadie commit)
 and bench/results/all-latest.json.
@@ -84,11 +86,7 @@ FANOUT_CASE = {"children only": "fan_out"}  # the issue's figure; fanout.py also
 
 def measure_backend(backend: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     """All figures on one database for `backend`, created here and dropped after."""
-    target: history.HistorySQLite | history.HistoryPostgres = (
-        history.HistorySQLite()
-        if backend == "sqlite"
-        else history.HistoryPostgres(args.postgres_url, args.postgres_database)
-    )
+    target, twin = history.targets(backend, args.postgres_url, args.postgres_database)
     throughput_args = throughput.parse_args(
         ["-n", str(args.n), "--repeat", str(args.repeat), "--workers", str(args.workers),
          "--concurrency", str(args.concurrency), "--batch", str(args.batch)]
@@ -101,6 +99,7 @@ def measure_backend(backend: str, args: argparse.Namespace, logs: Path) -> dict[
         children=args.children, workers=2, concurrency=8, repeat=args.repeat
     )
     target.setup()
+    twin.setup()  # the history's empty twin: the drains alternate between the two
     result: dict[str, Any] = {"backend": backend, "machine": machine()}
     try:
         result["database"] = None
@@ -118,10 +117,10 @@ def measure_backend(backend: str, args: argparse.Namespace, logs: Path) -> dict[
         console.print(", ".join(f"{s:.2f} s" for s in seconds))
 
         console.print(f"[bold]{backend}[/bold] history")
-        empty = [run["drain_workers"] for run in runs if "drain_workers" in run]
-        result["history"] = history.measure_backend(target, history_args, logs, empty_runs=empty)
+        result["history"] = history.measure_backend(target, history_args, logs, twin)
     finally:
         target.teardown()
+        twin.teardown()
     return result
 
 

@@ -5,19 +5,21 @@
 
 Issue 7's figure: "drain rate with 1,000,000 finished jobs in the table, vs empty (target >= 90 %)".
 Per backend, on a fresh database:
-1. empty table: drain N no-op jobs with a real `roadie worker --burst --processes W` (the drain of
-   bench/throughput.py: steady jobs/s = N / (last finished_at - first started_at), database clock);
-   the median of --repeat drains, the table emptied before each;
-2. history: bulk-insert --rows finished (`complete`) jobs, one SQL statement per 50,000 rows over
-   the backend's own connection (`generate_series` on PostgreSQL, a recursive CTE on SQLite), with
-   the columns a worker writes (queue, task, args '{}', attempt 1, created/started/finished spread
-   over the past 3 days, an attempts record), then ANALYZE; then drain N no-op jobs again, --repeat
-   times (the drained jobs stay: they are history too).
+1. history: bulk-insert --rows finished (`complete`) jobs into one database, one SQL statement per
+   50,000 rows over the backend's own connection (`generate_series` on PostgreSQL, a recursive CTE
+   on SQLite), with the columns a worker writes (queue, task, args '{}', attempt 1,
+   created/started/finished spread over the past 3 days, an attempts record), then ANALYZE;
+2. --repeat rounds, each one drain of N no-op jobs on an empty twin database (emptied before
+   each) and one on the history database (the drained jobs stay: they are history too), with a
+   real `roadie worker --burst --processes W` (the drain of bench/throughput.py: steady jobs/s =
+   N / (last finished_at - first started_at), database clock). Alternating puts the machine's
+   minute-to-minute drift on both sides alike; the medians are compared.
 The ratio is history / empty (the target is >= 0.9). The history is younger than roadie's
 default retention (7 days), so the workers' pruner keeps it.
 
-SQLite runs on a file in a temporary folder; PostgreSQL in a database this script creates and
-drops (`roadie_bench_history` by default; no other database is touched). The result goes to
+SQLite runs on files in a temporary folder; PostgreSQL in two databases this script creates and
+drops (`roadie_bench_history` and `roadie_bench_history_empty` by default; no other database is
+touched). The result goes to
 bench/results/history-<timestamp>.json.
 """
 
@@ -228,17 +230,20 @@ def measure_backend(
     target: HistorySQLite | HistoryPostgres,
     args: argparse.Namespace,
     logs: Path,
-    empty_runs: list[dict[str, Any]] | None = None,
+    twin: HistorySQLite | HistoryPostgres,
 ) -> dict[str, Any]:
-    """Empty-table drains (unless `empty_runs` already holds drains with the same settings, as
-    bench/all.py passes from its throughput figure), then the history and its drains."""
+    """The history goes into `target`; then drains alternate between `twin` (a database like it,
+    without the history) and `target`, one each per round: the machine's speed drifts by a
+    third from one minute to the next, and alternating puts the drift on both sides alike."""
     app = throughput.bench_tasks.app
-    app.use_database(target.url)
+    one_run = argparse.Namespace(**{**vars(args), "repeat": 1})
+    empty_runs: list[dict[str, Any]] = []
+    history_runs: list[dict[str, Any]] = []
     try:
+        app.use_database(twin.url)
         app.migrate()
-        if empty_runs is None:
-            empty_runs = drains(target, args, logs, "empty table", empty_first=True)
-        empty_size = target.size()
+        app.use_database(target.url)
+        app.migrate()
         target.reset()
         console.print(f"  {target.name}: inserting {args.rows:,} finished jobs ...", end=" ")
         began = time.perf_counter()
@@ -248,8 +253,15 @@ def measure_backend(
         console.print(
             f"{insert_seconds:.1f} s, database {history_size['database_bytes'] / 2**20:,.0f} MiB"
         )
-        history_runs = drains(target, args, logs, f"{args.rows:,} finished", empty_first=False)
+        for round_ in range(args.repeat):
+            app.use_database(twin.url)
+            label = f"round {round_ + 1}/{args.repeat}, empty table"
+            empty_runs += drains(twin, one_run, logs, label, empty_first=True)
+            app.use_database(target.url)
+            label = f"round {round_ + 1}/{args.repeat}, {args.rows:,} finished"
+            history_runs += drains(target, one_run, logs, label, empty_first=False)
         final_size = target.size()
+        empty_size = twin.size()
     finally:
         app.close()
     empty, history = median_rate(empty_runs), median_rate(history_runs)
@@ -257,6 +269,7 @@ def measure_backend(
         "empty_jobs_per_s": empty,
         "history_jobs_per_s": history,
         "ratio": history / empty if empty and history else None,
+        "interleaved": True,
         "insert_seconds": insert_seconds,
         "insert_rows_per_s": args.rows / insert_seconds,
         "size_empty_after_drains": empty_size,
@@ -265,6 +278,17 @@ def measure_backend(
         "empty_runs": empty_runs,
         "history_runs": history_runs,
     }
+
+
+def targets(
+    backend: str, postgres_url: str, database: str
+) -> tuple[HistorySQLite | HistoryPostgres, HistorySQLite | HistoryPostgres]:
+    """The database for the history and its empty twin (PostgreSQL: `<database>_empty`)."""
+    if backend == "sqlite":
+        return HistorySQLite(), HistorySQLite()
+    return HistoryPostgres(postgres_url, database), HistoryPostgres(
+        postgres_url, f"{database}_empty"
+    )
 
 
 def print_table(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
@@ -346,16 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="roadie-bench-logs-") as logs_dir:
         logs = Path(logs_dir)
         for backend in backends:
-            target = (
-                HistorySQLite()
-                if backend == "sqlite"
-                else HistoryPostgres(args.postgres_url, args.postgres_database)
-            )
+            target, twin = targets(backend, args.postgres_url, args.postgres_database)
             target.setup()
+            twin.setup()
             host = machine()
             result: dict[str, Any] = {"backend": backend, "machine": host}
             try:
-                result["measured"] = measure_backend(target, args, logs)
+                result["measured"] = measure_backend(target, args, logs, twin)
                 result["database"] = target.describe()
             except Exception as exc:  # one broken backend must not lose the other
                 console.print(f"[red]{backend} failed: {exc!r}[/red]")
@@ -363,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
             finally:
                 target.teardown()
+                twin.teardown()
             results[backend] = result
     print_table(results, args)
     console.print(f"took {time.monotonic() - started:.0f} s")
