@@ -46,6 +46,7 @@ import throughput  # noqa: E402
 from throughput import (  # noqa: E402
     DEFAULT_POSTGRES_URL,
     console,
+    cpu_probe,
     machine,
     save_document,
     source_version,
@@ -267,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     with tempfile.TemporaryDirectory(prefix="roadie-bench-logs-") as logs_dir:
         for backend in backends:
+            probe_before = cpu_probe()
+            console.print(f"[bold]{backend}[/bold] cpu probe {probe_before:.1f} ms")
             try:
                 results[backend] = measure_backend(backend, args, Path(logs_dir))
             except Exception as exc:  # one broken backend must not lose the other's figures
@@ -274,9 +277,17 @@ def main(argv: list[str] | None = None) -> int:
                 results[backend] = {"backend": backend, "failed": repr(exc)}
                 failed = True
             results[backend]["figures"] = figures(results[backend])
+            results[backend]["cpu_probe_ms"] = [probe_before, cpu_probe()]
     markdown = print_table(results, args)
     elapsed = time.monotonic() - started
-    console.print(f"took {elapsed:.0f} s; load average before {load_before[0]:.2f}")
+    probes = ", ".join(
+        f"{backend} {' -> '.join(f'{ms:.1f}' for ms in result.get('cpu_probe_ms', []))} ms"
+        for backend, result in results.items()
+    )
+    console.print(
+        f"took {elapsed:.0f} s; load average before {load_before[0]:.2f}; cpu probe {probes}"
+        " (a fixed Python loop, best of 5: lower is a faster machine)"
+    )
     if args.markdown:
         print(markdown)
     if not args.no_save:

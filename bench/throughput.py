@@ -440,6 +440,19 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, float | None]:
     return out
 
 
+def cpu_probe(repeat: int = 5) -> float:
+    """Milliseconds a fixed loop of pure Python takes now (the best of `repeat`). This machine's
+    speed drifts by a third from one minute to the next: a run's figures are read against it."""
+    best = float("inf")
+    for _ in range(repeat):
+        began = time.perf_counter()
+        total = 0
+        for i in range(300_000):
+            total += i * i
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
 def machine() -> dict[str, Any]:
     meminfo = Path("/proc/meminfo")
     memory = None
