@@ -85,7 +85,7 @@ class Execution:
         """The job gets a slot: its timeout runs from now, and its recorded start too."""
         held = _seconds_since(*self.claimed_at, self.backend.clock.now())
         if held >= MIN_HELD:
-            fence = self.fence  # (dataclasses.replace would take 4 µs of a no-op job's ~60)
+            fence = self.fence  # (dataclasses.replace: 1.6 µs a job, this 0.65)
             self.fence = Fence(fence.job_id, fence.attempt, fence.worker_id, fence.parent_id, held)
             self.ctx._fence = self.fence
         if self.job.timeout:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import psycopg
 import pytest
 
 from roadie import App, FrozenClock, Job
@@ -162,8 +163,6 @@ def test_the_reaper_skips_a_row_another_session_holds_on_postgres(pg_url: str) -
     """A worker cut off in the middle of a completion transaction leaves its session holding that
     job's row until the server notices it is gone. The reaper must take every other expired job
     meanwhile, not wait on that row: waiting stalled each worker's reaper in turn."""
-    import psycopg
-
     clock = FrozenClock()
     with App(pg_url, clock=clock) as app:
 
@@ -171,7 +170,9 @@ def test_the_reaper_skips_a_row_another_session_holds_on_postgres(pg_url: str) -
         def transcode(ctx, n: int = 0) -> None: ...
 
         transcode.enqueue_many([{"n": i} for i in range(3)])
-        held, *others = sorted(app.backend.job_claim("cut-off", "content", 3, 30.0), key=id_of)
+        held, *others = sorted(
+            app.backend.job_claim("cut-off", "content", 3, 30.0), key=lambda j: j.id
+        )
         clock.advance(31)
         with psycopg.connect(pg_url) as zombie:  # a transaction open, as if its COMMIT was lost
             zombie.execute("SELECT 1 FROM roadie_jobs WHERE id = %s FOR UPDATE", (held.id,))
@@ -187,7 +188,3 @@ def test_the_reaper_skips_a_row_another_session_holds_on_postgres(pg_url: str) -
         assert not blocked, "the reaper waited on the locked row"
         assert sorted(job.id for job in reaped) == [job.id for job in others]
         assert [job.id for job in Maintenance(app.backend).reap()] == [held.id]
-
-
-def id_of(job: Job) -> int:
-    return job.id

@@ -230,7 +230,12 @@ def cut_between_transactions(host: Host, db: FaultDatabase, tries: int = 50) -> 
         if db.value(in_transaction, host.address) == 0:
             return
         host.restore()
-        time.sleep(0.05)  # let the transaction end
+        wait_until(
+            lambda: db.value(in_transaction, host.address) == 0,
+            10,
+            "the host between transactions",
+            interval=0.01,
+        )
     raise AssertionError(f"host {host.name} was in a transaction each of {tries} times")
 
 
